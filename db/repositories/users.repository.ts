@@ -1,0 +1,30 @@
+import { sql, type Kysely } from 'kysely'
+import type { Database, UserRow } from '../schema.js'
+
+export type UserIdentity = Pick<UserRow, 'id' | 'username'>
+
+/** Inserts a user; returns null when the name is taken (case-insensitively). */
+export async function createUser (db: Kysely<Database>, username: string, passwordHash: string): Promise<UserIdentity | null> {
+  const row = await db.insertInto('users')
+    .values({ username, password_hash: passwordHash })
+    .onConflict((oc) => oc.expression(sql`lower(username)`).doNothing())
+    .returning(['id', 'username'])
+    .executeTakeFirst()
+  return row ?? null
+}
+
+export async function findUserByUsername (db: Kysely<Database>, username: string): Promise<UserRow | null> {
+  const row = await db.selectFrom('users').selectAll()
+    .where(sql<string>`lower(username)`, '=', username.toLowerCase())
+    .executeTakeFirst()
+  return row ?? null
+}
+
+export async function findUserById (db: Kysely<Database>, id: string): Promise<UserRow | null> {
+  const row = await db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()
+  return row ?? null
+}
+
+export async function updatePasswordHash (db: Kysely<Database>, id: string, passwordHash: string): Promise<void> {
+  await db.updateTable('users').set({ password_hash: passwordHash }).where('id', '=', id).execute()
+}

@@ -1,0 +1,44 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { listMessages } from '../../db/repositories/messages.repository.js'
+import { AppError } from '../../src/errors.js'
+import { ErrorResponse, Message, toMessage } from '../../src/protocol/resources.js'
+import { readableRoom } from '../../src/room-access.js'
+import { authErrors, RoomParams } from './schemas.js'
+
+const MAX_SEQ = Number.MAX_SAFE_INTEGER
+const DEFAULT_LIMIT = 50
+
+const HistoryQuery = Type.Object({
+  before: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_SEQ })),
+  after: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_SEQ })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 }))
+})
+
+const historyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { db } = fastify
+  fastify.addHook('preHandler', fastify.authenticate)
+
+  fastify.get('/rooms/:id/messages', {
+    schema: {
+      params: RoomParams,
+      querystring: HistoryQuery,
+      response: {
+        200: Type.Object({ messages: Type.Array(Message), hasMore: Type.Boolean() }),
+        403: ErrorResponse,
+        404: ErrorResponse,
+        ...authErrors
+      }
+    }
+  }, async (request) => {
+    const { before, after, limit = DEFAULT_LIMIT } = request.query
+    if (before !== undefined && after !== undefined && after >= before) {
+      throw new AppError('bad_request', 'after must be smaller than before')
+    }
+    const { room } = await readableRoom(db, request.params.id, request.user.id)
+    const page = await listMessages(db, { roomId: room.id, before, after, limit })
+    return { messages: page.messages.map(toMessage), hasMore: page.hasMore }
+  })
+}
+
+export default historyRoutes

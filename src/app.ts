@@ -1,0 +1,89 @@
+import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Ajv } from 'ajv'
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import configPlugin from '../plugins/infra/config.js'
+import dbPlugin, { type OpenDatabase } from '../plugins/infra/db.js'
+import authPlugin from '../plugins/infra/auth.js'
+import authRoutes from '../plugins/routes/auth.js'
+import healthRoutes from '../plugins/routes/health.js'
+import historyRoutes from '../plugins/routes/history.js'
+import presenceRoutes from '../plugins/routes/presence.js'
+import roomRoutes from '../plugins/routes/rooms.js'
+import type { Config } from './config.js'
+import { AppError, codeForStatus, type ErrorBody } from './errors.js'
+
+export interface AppOptions {
+  /** A pino logger instance or options; tests pass `false`. */
+  readonly logger: FastifyServerOptions['loggerInstance'] | FastifyServerOptions['logger']
+  /** Opens the database; tests wrap it to simulate outages. Defaults to `createDatabase`. */
+  readonly openDatabase?: OpenDatabase | undefined
+}
+
+/** Query strings and path parameters arrive as text, so only they get type coercion; bodies are checked as sent. */
+const coercingAjv = new Ajv({ coerceTypes: true, useDefaults: true, removeAdditional: false, allErrors: false })
+
+/** Builds the REST app on top of the configured database. It never listens: `server.ts` owns the port. */
+export async function buildApp (config: Config, options: AppOptions): Promise<FastifyInstance> {
+  const logging = typeof options.logger === 'object' && options.logger !== null && 'child' in options.logger
+    ? { loggerInstance: options.logger }
+    : { logger: options.logger as FastifyServerOptions['logger'] }
+  const app = Fastify({
+    ...logging,
+    bodyLimit: config.http.bodyLimit,
+    // Per-request lines would dominate the hot path; 5xx are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 }
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.setValidatorCompiler((route) => route.httpPart === 'body'
+    ? TypeBoxValidatorCompiler(route)
+    : coercingAjv.compile(route.schema))
+  app.setErrorHandler(errorHandler)
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send({ error: 'not_found', message: `no route for ${request.method} ${request.url.split('?')[0] ?? ''}` } satisfies ErrorBody)
+  })
+
+  await app.register(configPlugin, { config })
+  await app.register(dbPlugin, { openDatabase: options.openDatabase })
+  await app.register(authPlugin)
+
+  await app.register(healthRoutes)
+  await app.register(authRoutes)
+  await app.register(roomRoutes)
+  await app.register(historyRoutes)
+  await app.register(presenceRoutes)
+  return app
+}
+
+function errorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const { status, body, retryAfter } = describe(error)
+  if (status >= 500) request.log.error({ err: error }, 'request failed')
+  if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter))
+  void reply.code(status).send(body)
+}
+
+/** Maps any thrown error onto a contract code; 5xx details stay in the log. */
+function describe (error: FastifyError): { status: number, body: ErrorBody, retryAfter?: number | undefined } {
+  if (error instanceof AppError) {
+    return { status: error.statusCode, body: { error: error.code, message: error.message }, retryAfter: error.retryAfter }
+  }
+  if (error.validation !== undefined) {
+    return { status: 400, body: { error: 'bad_request', message: error.message } }
+  }
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, body: { error: 'payload_too_large', message: 'request body is too large' } }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 400, body: { error: 'bad_request', message: 'request body must be application/json' } }
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { status: 400, body: { error: 'bad_request', message: 'request body is empty' } }
+  }
+  const status = error.statusCode ?? 500
+  if (status >= 400 && status < 500) {
+    const code = codeForStatus(status)
+    return { status: code === 'bad_request' ? 400 : status, body: { error: code, message: error.message } }
+  }
+  if (status === 503) return { status, body: { error: 'unavailable', message: 'service unavailable, retry shortly' } }
+  return { status: 500, body: { error: 'internal', message: 'internal error' } }
+}

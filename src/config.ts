@@ -1,0 +1,165 @@
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { parseEnv } from 'node:util'
+import { Type, type Static } from 'typebox'
+import { Compile } from 'typebox/compile'
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+/** Environment variables are strings; integers are checked as text first so `1.5` or `12abc` never slip through. */
+const Int = (minimum: number, maximum: number, fallback: number, description: string) =>
+  Type.String({ pattern: '^[0-9]{1,9}$', default: String(fallback), description, 'x-range': [minimum, maximum] })
+
+/** Every variable the server reads. API.md fixes the first block; the rest are our extensions. */
+export const EnvSchema = Type.Object({
+  NODE_ENV: Type.String({ default: 'development' }),
+  PORT: Int(0, 65535, 3000, 'the one listener (0: any free port)'),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
+  DATABASE_URL: Type.String({ pattern: '^$|^postgres(ql)?://', default: '', description: 'a postgres:// URL, or empty for the embedded database' }),
+  DATA_DIR: Type.String({ minLength: 1, default: './data' }),
+  REDIS_URL: Type.String({ pattern: '^$|^rediss?://', default: '', description: 'a redis:// URL, or empty for one node' }),
+  JWT_SECRET: Type.String({ default: '' }),
+  JWT_TTL: Int(60, 31_536_000, 3600, 'seconds'),
+  LOG_LEVEL: Type.Union(LOG_LEVELS.map((level) => Type.Literal(level)), { default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` }),
+  HEARTBEAT_TIMEOUT: Int(5, 3600, 30, 'seconds'),
+  DB_POOL_SIZE: Int(1, 100, 10, 'connections to DATABASE_URL'),
+  LOGIN_MAX_FAILURES: Int(1, 1000, 5, 'failed logins per username and address before 429'),
+  LOGIN_LOCKOUT: Int(1, 86_400, 900, 'seconds the failure count is kept'),
+  HASH_CONCURRENCY: Int(1, 64, 2, 'password hashes computed at once'),
+  HASH_QUEUE: Int(0, 10_000, 64, 'password hashes waiting before 503')
+})
+export type Env = Static<typeof EnvSchema>
+
+export type LogLevel = typeof LOG_LEVELS[number]
+
+export interface Config {
+  readonly production: boolean
+  readonly http: { readonly host: string, readonly port: number, readonly bodyLimit: number }
+  readonly db: { readonly url: string | null, readonly dataDir: string, readonly poolSize: number }
+  readonly redis: { readonly url: string | null }
+  readonly jwt: { readonly secret: string, readonly ttlSeconds: number }
+  readonly log: { readonly level: LogLevel }
+  readonly heartbeatSeconds: number
+  readonly auth: {
+    /** scrypt cost as log2(N); 17 is OWASP's recommendation for r=8, p=1. */
+    readonly scryptLogN: number
+    readonly hashConcurrency: number
+    readonly hashQueue: number
+    readonly loginMaxFailures: number
+    readonly loginLockoutSeconds: number
+  }
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[]
+  constructor (problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+const checkEnv = Compile(EnvSchema)
+const MIN_SECRET_BYTES = 32
+const DEV_SECRET_FILE = 'jwt-secret'
+
+/** Reads a `.env` file if present; the caller spreads `process.env` over it so real variables win. */
+export function readEnvFile (path = '.env'): Record<string, string> {
+  return existsSync(path) ? parseEnv(readFileSync(path, 'utf8')) as Record<string, string> : {}
+}
+
+/**
+ * Validates the environment, lists every problem at once, and returns a frozen Config.
+ * Outside production an empty JWT_SECRET is replaced by one generated once and kept in DATA_DIR.
+ */
+export function loadConfig (source: Readonly<Record<string, string | undefined>> = process.env): Config {
+  const raw: Record<string, string> = {}
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const value = source[key]
+    if (value !== undefined) raw[key] = value.trim()
+  }
+  const env = withDefaults(raw)
+  const problems = [...schemaProblems(env), ...rangeProblems(env)]
+  const production = env.NODE_ENV === 'production'
+  if (env.JWT_SECRET === '' && production) {
+    problems.push('JWT_SECRET: required when NODE_ENV=production (at least 32 random bytes, e.g. `openssl rand -base64 48`)')
+  } else if (env.JWT_SECRET !== '' && Buffer.byteLength(env.JWT_SECRET) < MIN_SECRET_BYTES) {
+    problems.push(`JWT_SECRET: must be at least ${MIN_SECRET_BYTES} bytes`)
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  const dataDir = resolve(env.DATA_DIR)
+  return deepFreeze({
+    production,
+    http: { host: env.HOST, port: Number(env.PORT), bodyLimit: 64 * 1024 },
+    db: { url: env.DATABASE_URL === '' ? null : env.DATABASE_URL, dataDir, poolSize: Number(env.DB_POOL_SIZE) },
+    redis: { url: env.REDIS_URL === '' ? null : env.REDIS_URL },
+    jwt: { secret: env.JWT_SECRET === '' ? devSecret(dataDir) : env.JWT_SECRET, ttlSeconds: Number(env.JWT_TTL) },
+    log: { level: env.LOG_LEVEL },
+    heartbeatSeconds: Number(env.HEARTBEAT_TIMEOUT),
+    auth: {
+      scryptLogN: 17,
+      hashConcurrency: Number(env.HASH_CONCURRENCY),
+      hashQueue: Number(env.HASH_QUEUE),
+      loginMaxFailures: Number(env.LOGIN_MAX_FAILURES),
+      loginLockoutSeconds: Number(env.LOGIN_LOCKOUT)
+    }
+  })
+}
+
+function withDefaults (raw: Record<string, string>): Env {
+  const env: Record<string, unknown> = {}
+  for (const [key, schema] of Object.entries(EnvSchema.properties)) {
+    env[key] = raw[key] ?? (schema as unknown as { default: string }).default
+  }
+  return env as Env
+}
+
+function schemaProblems (env: Env): string[] {
+  const seen = new Set<string>()
+  const problems: string[] = []
+  for (const error of checkEnv.Errors(env)) {
+    const key = error.instancePath.split('/')[1] ?? ''
+    if (key === '' || seen.has(key)) continue
+    seen.add(key)
+    const schema = EnvSchema.properties[key as keyof Env] as { description?: string, 'x-range'?: [number, number] }
+    const range = schema['x-range']
+    const expected = range !== undefined ? `a whole number from ${range[0]} to ${range[1]}` : schema.description ?? error.message
+    problems.push(`${key}: must be ${expected} (got ${JSON.stringify(env[key as keyof Env])})`)
+  }
+  return problems
+}
+
+function rangeProblems (env: Env): string[] {
+  const problems: string[] = []
+  for (const [key, schema] of Object.entries(EnvSchema.properties)) {
+    const range = (schema as { 'x-range'?: [number, number] })['x-range']
+    const text = env[key as keyof Env]
+    if (range === undefined || !/^[0-9]{1,9}$/.test(text)) continue
+    const value = Number(text)
+    if (value < range[0] || value > range[1]) {
+      problems.push(`${key}: must be a whole number from ${range[0]} to ${range[1]} (got ${value})`)
+    }
+  }
+  return problems
+}
+
+function devSecret (dataDir: string): string {
+  const file = join(dataDir, DEV_SECRET_FILE)
+  if (existsSync(file)) {
+    const secret = readFileSync(file, 'utf8').trim()
+    if (Buffer.byteLength(secret) >= MIN_SECRET_BYTES) return secret
+  }
+  mkdirSync(dataDir, { recursive: true })
+  const secret = randomBytes(48).toString('base64url')
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 })
+  return secret
+}
+
+function deepFreeze<T extends object> (value: T): Readonly<T> {
+  for (const inner of Object.values(value)) {
+    if (typeof inner === 'object' && inner !== null) deepFreeze(inner)
+  }
+  return Object.freeze(value)
+}

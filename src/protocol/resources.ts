@@ -1,0 +1,63 @@
+import { Type, type Static } from 'typebox'
+import type { MessageRow, RoomRow } from '../../db/schema.js'
+
+/** Shapes of API.md shared by REST responses and socket frames. */
+
+export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]{3,32}$'
+export const ROOM_ID_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$'
+/** Ids are Postgres bigints, sent as decimal strings. */
+export const ID_PATTERN = '^[1-9][0-9]{0,17}$'
+
+export const Id = Type.String({ pattern: ID_PATTERN })
+export const RoomId = Type.String({ pattern: ROOM_ID_PATTERN })
+
+export const User = Type.Object({ id: Id, username: Type.String() })
+export type User = Static<typeof User>
+
+export const Room = Type.Object({
+  id: RoomId,
+  title: Type.String(),
+  private: Type.Boolean(),
+  createdBy: Type.Union([Id, Type.Null()]),
+  createdAt: Type.String({ format: 'date-time' }),
+  lastSeq: Type.Integer({ minimum: 0 })
+})
+export type Room = Static<typeof Room>
+
+export const Message = Type.Object({
+  id: Id,
+  room: RoomId,
+  seq: Type.Integer({ minimum: 1 }),
+  userId: Id,
+  username: Type.String(),
+  body: Type.String(),
+  clientMsgId: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Type.String({ format: 'date-time' })
+})
+export type Message = Static<typeof Message>
+
+export const ErrorResponse = Type.Object({ error: Type.String(), message: Type.String() })
+
+export function toRoom (row: RoomRow): Room {
+  return {
+    id: row.id,
+    title: row.title,
+    private: row.private,
+    createdBy: row.created_by,
+    createdAt: row.created_at.toISOString(),
+    lastSeq: Number(row.last_seq)
+  }
+}
+
+export function toMessage (row: MessageRow & { username: string }): Message {
+  return {
+    id: row.id,
+    room: row.room_id,
+    seq: Number(row.seq),
+    userId: row.user_id,
+    username: row.username,
+    body: row.body,
+    clientMsgId: row.client_msg_id,
+    createdAt: row.created_at.toISOString()
+  }
+}

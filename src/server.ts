@@ -1,0 +1,144 @@
+import { METHODS } from 'node:http'
+import { pathToFileURL } from 'node:url'
+import type { FastifyInstance } from 'fastify'
+import { pino, type Logger } from 'pino'
+import type { OpenDatabase } from '../plugins/infra/db.js'
+import { buildApp } from './app.js'
+import { ConfigError, loadConfig, readEnvFile, type Config } from './config.js'
+import { createHttpBridge, type HttpDispatch } from './http/uws-bridge.js'
+import { startListener } from './listener.js'
+import { loggerOptions } from './logger.js'
+
+export interface RunningServer {
+  readonly app: FastifyInstance
+  /** The port the listener is bound to. */
+  readonly port: number
+  /** Stops accepting, lets requests in flight finish, closes the database, then every connection. */
+  close (): Promise<void>
+}
+
+const DRAIN_TIMEOUT_MS = 10_000
+const KNOWN_METHODS = new Set(METHODS)
+
+/** Starts the database, the REST app and the one uWS listener in front of them. */
+export async function startServer (config: Config, logger: Logger | false, openDatabase?: OpenDatabase): Promise<RunningServer> {
+  const app = await buildApp(config, { logger, openDatabase })
+  await app.ready()
+  const bridge = createHttpBridge({
+    dispatch: injectInto(app),
+    bodyLimit: config.http.bodyLimit,
+    onError: (error) => app.log.error({ err: error }, 'http bridge failed')
+  })
+  let listener
+  try {
+    listener = await startListener({ host: config.http.host, port: config.http.port, http: bridge.handle })
+  } catch (error) {
+    await app.close()
+    throw error
+  }
+  const { port } = listener
+  let closing: Promise<void> | undefined
+  return {
+    app,
+    port,
+    async close () {
+      closing ??= (async () => {
+        listener.stopAccepting()
+        await Promise.race([bridge.idle(), delay(DRAIN_TIMEOUT_MS)])
+        await app.close()
+        listener.closeAll()
+      })()
+      return closing
+    }
+  }
+}
+
+/**
+ * Hands a bridged request to Fastify's router through `inject` (light-my-request), the maintained
+ * way to run Fastify without its own listener; bench/ reports what it costs against a plain listener.
+ */
+function injectInto (app: FastifyInstance): HttpDispatch {
+  return async (request) => {
+    if (!KNOWN_METHODS.has(request.method)) {
+      const body = Buffer.from(JSON.stringify({ error: 'not_found', message: `no route for ${request.method}` }))
+      return { statusCode: 404, headers: { 'content-type': 'application/json; charset=utf-8' }, body }
+    }
+    const response = await app.inject({
+      method: request.method as 'GET',
+      url: request.url,
+      headers: request.headers,
+      remoteAddress: request.remoteAddress,
+      ...(request.body === undefined ? {} : { payload: request.body })
+    })
+    return { statusCode: response.statusCode, headers: response.headers, body: response.rawPayload }
+  }
+}
+
+function delay (ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref())
+}
+
+const SHUTDOWN_TIMEOUT_MS = 30_000
+
+/** Process entry: `.env`, config, server, signals. */
+async function main (): Promise<void> {
+  const started = performance.now()
+  let config: Config
+  try {
+    config = loadConfig({ ...readEnvFile(), ...process.env })
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    for (const problem of error.problems) process.stderr.write(`config: ${problem}\n`)
+    process.exit(1)
+  }
+  const log = pino(loggerOptions(config.log.level))
+  process.on('uncaughtException', (error) => {
+    log.fatal({ err: error }, 'uncaught exception')
+    process.exit(1)
+  })
+  process.on('unhandledRejection', (error) => {
+    log.fatal({ err: error }, 'unhandled rejection')
+    process.exit(1)
+  })
+
+  let server: RunningServer
+  try {
+    server = await startServer(config, log)
+  } catch (error) {
+    log.fatal({ err: error }, 'could not start')
+    process.exit(1)
+  }
+  log.info({
+    port: server.port,
+    host: config.http.host,
+    database: config.db.url === null ? `embedded (${config.db.dataDir})` : 'postgres',
+    startupMs: Math.round(performance.now() - started)
+  }, `listening on http://${config.http.host}:${server.port}`)
+
+  let stopping = false
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal, exiting now')
+      process.exit(1)
+    }
+    stopping = true
+    log.info({ signal }, 'shutting down')
+    setTimeout(() => {
+      log.error('shutdown took too long, exiting')
+      process.exit(1)
+    }, SHUTDOWN_TIMEOUT_MS).unref()
+    server.close().then(() => {
+      log.info('stopped')
+      process.exit(0)
+    }, (error: unknown) => {
+      log.error({ err: error }, 'shutdown failed')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await main()
+}
