@@ -19,7 +19,7 @@ export interface RoomsTable {
   created_by: string | null
   created_at: CreatedAt
   /** The highest seq handed out in this room; advanced inside the transaction that inserts messages. */
-  last_seq: ColumnType<string, Int8 | undefined, Int8>
+  last_seq: ColumnType<string, string | number | bigint | undefined, string | number | bigint>
 }
 
 export interface RoomMembersTable {

@@ -34,11 +34,17 @@ export async function listVisibleRooms (db: Kysely<Database>, userId: string): P
     .execute()
 }
 
-export async function isMember (db: Kysely<Database>, roomId: string, userId: string): Promise<boolean> {
-  const row = await db.selectFrom('room_members').select('user_id')
-    .where('room_id', '=', roomId).where('user_id', '=', userId)
+/** The room with whether `userId` belongs to it, in one round trip. */
+export async function findRoomForUser (db: Kysely<Database>, roomId: string, userId: string): Promise<{ room: RoomRow, member: boolean } | null> {
+  const row = await db.selectFrom('rooms').selectAll('rooms')
+    .select((eb) => eb.exists(eb.selectFrom('room_members').select('user_id')
+      .whereRef('room_members.room_id', '=', 'rooms.id')
+      .where('room_members.user_id', '=', userId)).as('member'))
+    .where('rooms.id', '=', roomId)
     .executeTakeFirst()
-  return row !== undefined
+  if (row === undefined) return null
+  const { member, ...room } = row
+  return { room, member: Boolean(member) }
 }
 
 /** Idempotent: adding a member twice leaves one membership. */

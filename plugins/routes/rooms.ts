@@ -4,7 +4,7 @@ import { addMember, createRoom, listVisibleRooms, removeMember } from '../../db/
 import { findUserById } from '../../db/repositories/users.repository.js'
 import { AppError } from '../../src/errors.js'
 import { ErrorResponse, Id, Room, RoomId, toRoom } from '../../src/protocol/resources.js'
-import { visibleRoom } from '../../src/room-access.js'
+import { roomForMembership, visibleRoom } from '../../src/room-access.js'
 import { authErrors, RoomParams } from './schemas.js'
 
 const CreateRoomBody = Type.Object({
@@ -46,9 +46,11 @@ const roomRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => {
     const caller = request.user.id
     const { userId } = request.body
-    const { room, member } = await visibleRoom(db, request.params.id, caller)
-    // Public rooms: anyone may join themselves; bringing someone else in takes a member, as in private rooms.
-    if (userId !== caller && !member) throw new AppError('forbidden', 'only members may add others to this room')
+    const { room, member } = await roomForMembership(db, request.params.id, caller)
+    // Public rooms: anyone may add themselves; adding someone else takes a member, as in private rooms.
+    if (!member && (room.private || userId !== caller)) {
+      throw new AppError('forbidden', room.private ? 'only members may add others to a private room' : 'only members may add others to this room')
+    }
     if (await findUserById(db, userId) === null) throw new AppError('not_found', `user ${userId} not found`)
     await addMember(db, room.id, userId)
     return reply.code(204).send(null)
@@ -59,7 +61,7 @@ const roomRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => {
     const caller = request.user.id
     const { userId } = request.params
-    const { room } = await visibleRoom(db, request.params.id, caller)
+    const { room } = await roomForMembership(db, request.params.id, caller)
     if (userId !== caller && room.created_by !== caller) {
       throw new AppError('forbidden', 'only the room creator may remove other members')
     }

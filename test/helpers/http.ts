@@ -51,9 +51,9 @@ export function createClient (baseUrl: string): ApiClient {
     async user (prefix = 'user') {
       const username = `${prefix}_${process.pid}_${++counter}`.slice(0, 32)
       const password = 'correct-horse-battery'
-      const registered = await request('POST', '/auth/register', { json: { username, password } })
+      const registered = await request<{ id: string }>('POST', '/auth/register', { json: { username, password } })
       if (registered.status !== 201) throw new Error(`register failed: ${registered.status} ${registered.text}`)
-      const login = await request('POST', '/auth/login', { json: { username, password } })
+      const login = await request<{ token: string }>('POST', '/auth/login', { json: { username, password } })
       if (login.status !== 200) throw new Error(`login failed: ${login.status} ${login.text}`)
       return { id: registered.body.id, username, token: login.body.token }
     }

@@ -1,0 +1,58 @@
+// A server process for bench/rest.ts: the real server (uWS front, `uws`) or the same Fastify app on
+// its own listener (`fastify`), seeded with a user and a room history. Prints {"port": N} when ready.
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../src/app.js'
+import { loadConfig } from '../src/config.js'
+import { startServer } from '../src/server.js'
+import { BENCH_SECRET, BENCH_USER, SEEDED_MESSAGES } from './fixture.js'
+
+const mode = process.argv[2]
+if (mode !== 'uws' && mode !== 'fastify') throw new Error('usage: rest-server uws|fastify')
+
+const config = loadConfig({
+  ...process.env,
+  HOST: '127.0.0.1',
+  PORT: '0',
+  LOG_LEVEL: 'error',
+  DATA_DIR: process.env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'chat-bench-')),
+  JWT_SECRET: BENCH_SECRET
+})
+
+let port: number
+let app: FastifyInstance
+if (mode === 'uws') {
+  const server = await startServer(config, false)
+  app = server.app
+  port = server.port
+  process.once('SIGTERM', () => { void server.close().then(() => process.exit(0)) })
+} else {
+  app = await buildApp(config, { logger: false })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  port = typeof address === 'object' && address !== null ? address.port : 0
+  process.once('SIGTERM', () => { void app.close().then(() => process.exit(0)) })
+}
+
+const { db } = app
+const user = await db.insertInto('users')
+  .values({ username: BENCH_USER.username, password_hash: await app.passwords.hash(BENCH_USER.password) })
+  .onConflict((oc) => oc.doNothing())
+  .returning('id')
+  .executeTakeFirst()
+if (user !== undefined) {
+  const now = Date.now()
+  const rows = Array.from({ length: SEEDED_MESSAGES }, (_, i) => ({
+    room_id: 'general',
+    seq: i + 1,
+    user_id: user.id,
+    body: `seeded message ${i + 1} with a body of typical chat length, about eighty bytes`,
+    client_msg_id: null,
+    created_at: new Date(now - (SEEDED_MESSAGES - i) * 1000)
+  }))
+  await db.insertInto('messages').values(rows).execute()
+  await db.updateTable('rooms').set({ last_seq: SEEDED_MESSAGES }).where('id', '=', 'general').execute()
+}
+process.stdout.write(`${JSON.stringify({ port })}\n`)

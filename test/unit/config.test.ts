@@ -1,0 +1,180 @@
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import t, { type Test } from 'tap'
+import { ConfigError, loadConfig, readEnvFile } from '../../src/config.js'
+
+const SECRET = 'unit-test-secret-that-is-32-bytes-or-more'
+
+/** A fresh DATA_DIR per test, so a generated dev secret never lands in ./data or leaks between tests. */
+function tempDir (t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'chat-config-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** The problems loadConfig reports for `env` (a valid secret unless `env` sets one). */
+function problemsOf (t: Test, env: Record<string, string>): readonly string[] {
+  try {
+    loadConfig({ JWT_SECRET: SECRET, DATA_DIR: tempDir(t), ...env })
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems
+    throw error
+  }
+  t.fail(`expected a ConfigError for ${JSON.stringify(env)}`)
+  return []
+}
+
+t.test('defaults follow API.md', async (t) => {
+  // DATA_DIR is the one default that touches the disk (the dev secret), so a valid secret keeps ./data untouched.
+  const config = loadConfig({ JWT_SECRET: SECRET })
+  t.equal(config.http.port, 3000)
+  t.equal(config.http.host, '0.0.0.0')
+  t.equal(config.db.dataDir, resolve('./data'))
+  t.ok(config.db.dataDir.startsWith('/'), 'DATA_DIR is absolute')
+  t.equal(config.db.url, null)
+  t.equal(config.redis.url, null)
+  t.equal(config.jwt.ttlSeconds, 3600)
+  t.equal(config.jwt.secret, SECRET)
+  t.equal(config.log.level, 'info')
+  t.equal(config.heartbeatSeconds, 30)
+  t.equal(config.production, false)
+})
+
+t.test('empty DATABASE_URL and REDIS_URL mean embedded and single node', async (t) => {
+  const config = loadConfig({ JWT_SECRET: SECRET, DATABASE_URL: '', REDIS_URL: '' })
+  t.equal(config.db.url, null)
+  t.equal(config.redis.url, null)
+})
+
+t.test('valid values are taken', async (t) => {
+  const dir = tempDir(t)
+  const config = loadConfig({
+    JWT_SECRET: SECRET,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATA_DIR: dir,
+    DATABASE_URL: 'postgres://u:p@db:5432/chat',
+    REDIS_URL: 'rediss://cache:6380',
+    JWT_TTL: '60',
+    LOG_LEVEL: 'silent',
+    HEARTBEAT_TIMEOUT: '5'
+  })
+  t.equal(config.http.port, 0)
+  t.equal(config.http.host, '127.0.0.1')
+  t.equal(config.db.dataDir, dir)
+  t.equal(config.db.url, 'postgres://u:p@db:5432/chat')
+  t.equal(config.redis.url, 'rediss://cache:6380')
+  t.equal(config.jwt.ttlSeconds, 60)
+  t.equal(config.log.level, 'silent')
+  t.equal(config.heartbeatSeconds, 5)
+})
+
+t.test('the returned config is deeply frozen', async (t) => {
+  const config = loadConfig({ JWT_SECRET: SECRET })
+  t.ok(Object.isFrozen(config))
+  for (const key of ['http', 'db', 'redis', 'jwt', 'log', 'auth'] as const) {
+    t.ok(Object.isFrozen(config[key]), `${key} is frozen`)
+  }
+  // ESM is strict mode: writing to a frozen object throws rather than being ignored.
+  t.throws(() => { (config.http as { port: number }).port = 1 }, TypeError)
+  t.equal(config.http.port, 3000)
+})
+
+t.test('the default scrypt cost is OWASP\'s log2(N) = 17', async (t) => {
+  t.equal(loadConfig({ JWT_SECRET: SECRET }).auth.scryptLogN, 17)
+})
+
+t.test('each invalid variable gives one problem naming it', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['PORT', 'abc'],
+    ['PORT', '1.5'],
+    ['PORT', '-1'],
+    ['PORT', '70000'],
+    ['JWT_TTL', '0'],
+    ['JWT_TTL', '12abc'],
+    ['HEARTBEAT_TIMEOUT', '0'],
+    ['LOG_LEVEL', 'loud'],
+    ['DATABASE_URL', 'mysql://x'],
+    ['REDIS_URL', 'http://x'],
+    ['JWT_SECRET', 'too-short']
+  ]
+  for (const [name, value] of cases) {
+    const problems = problemsOf(t, { [name]: value })
+    t.equal(problems.length, 1, `${name}=${value}: one problem (${JSON.stringify(problems)})`)
+    t.match(problems[0], new RegExp(`^${name}: `), `${name}=${value}: the line names ${name}`)
+    t.notOk(problems[0]?.includes('\n'), `${name}=${value}: a single line`)
+  }
+})
+
+t.test('the message and problems say what is expected', async (t) => {
+  t.match(problemsOf(t, { PORT: '70000' })[0], /0 to 65535/)
+  t.match(problemsOf(t, { LOG_LEVEL: 'loud' })[0], /info/)
+  t.match(problemsOf(t, { JWT_SECRET: 'x'.repeat(31) })[0], /32 bytes/)
+  try {
+    loadConfig({ JWT_SECRET: SECRET, PORT: 'abc' })
+    t.fail('should throw')
+  } catch (error) {
+    t.type(error, ConfigError)
+    t.match((error as Error).message, /PORT/)
+  }
+})
+
+t.test('a 32-byte secret is enough; multi-byte characters count as bytes', async (t) => {
+  t.equal(loadConfig({ JWT_SECRET: 'x'.repeat(32) }).jwt.secret, 'x'.repeat(32))
+  // 16 characters, 32 bytes in UTF-8.
+  t.equal(loadConfig({ JWT_SECRET: 'é'.repeat(16) }).jwt.secret, 'é'.repeat(16))
+  t.equal(problemsOf(t, { JWT_SECRET: 'é'.repeat(15) }).length, 1)
+})
+
+t.test('several bad variables are all listed at once', async (t) => {
+  const problems = problemsOf(t, { PORT: 'abc', JWT_TTL: '0', LOG_LEVEL: 'loud', DATABASE_URL: 'mysql://x', REDIS_URL: 'http://x', JWT_SECRET: 'short' })
+  t.equal(problems.length, 6, JSON.stringify(problems))
+  for (const name of ['PORT', 'JWT_TTL', 'LOG_LEVEL', 'DATABASE_URL', 'REDIS_URL', 'JWT_SECRET']) {
+    t.equal(problems.filter((p) => p.startsWith(`${name}: `)).length, 1, `${name} listed once`)
+  }
+})
+
+t.test('production without JWT_SECRET refuses, naming JWT_SECRET', async (t) => {
+  const dir = tempDir(t)
+  const problems = problemsOf(t, { NODE_ENV: 'production', JWT_SECRET: '', DATA_DIR: dir })
+  t.equal(problems.length, 1)
+  t.match(problems[0], /^JWT_SECRET: /)
+  t.throws(() => readFileSync(join(dir, 'jwt-secret')), 'no secret generated in production')
+  t.equal(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }).production, true)
+})
+
+t.test('outside production an empty JWT_SECRET is generated once and kept in DATA_DIR', async (t) => {
+  const dir = tempDir(t)
+  const first = loadConfig({ DATA_DIR: dir })
+  t.ok(Buffer.byteLength(first.jwt.secret) >= 32, 'long enough')
+  const file = join(dir, 'jwt-secret')
+  t.equal(readFileSync(file, 'utf8').trim(), first.jwt.secret)
+  t.equal(statSync(file).mode & 0o777, 0o600, 'readable by the owner only')
+  t.equal(loadConfig({ DATA_DIR: dir, JWT_SECRET: '' }).jwt.secret, first.jwt.secret, 'the same secret on the next start')
+  const other = loadConfig({ DATA_DIR: tempDir(t) })
+  t.not(other.jwt.secret, first.jwt.secret, 'another DATA_DIR gets its own secret')
+})
+
+t.test('a DATA_DIR that does not exist yet is created for the secret', async (t) => {
+  const dir = join(tempDir(t), 'nested', 'data')
+  const config = loadConfig({ DATA_DIR: dir })
+  t.equal(readFileSync(join(dir, 'jwt-secret'), 'utf8').trim(), config.jwt.secret)
+})
+
+t.test('readEnvFile parses a file and a missing file is empty', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, '.env')
+  writeFileSync(file, '# comment\nPORT=4000\nHOST=127.0.0.1\nJWT_SECRET="quoted value with spaces"\nEMPTY=\n')
+  t.same(readEnvFile(file), { PORT: '4000', HOST: '127.0.0.1', JWT_SECRET: 'quoted value with spaces', EMPTY: '' })
+  t.same(readEnvFile(join(dir, 'missing.env')), {})
+})
+
+t.test('real variables spread over the file win', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, '.env')
+  writeFileSync(file, `PORT=4000\nLOG_LEVEL=debug\nJWT_SECRET=${SECRET}\nDATA_DIR=${dir}\n`)
+  const config = loadConfig({ ...readEnvFile(file), PORT: '5000' })
+  t.equal(config.http.port, 5000)
+  t.equal(config.log.level, 'debug')
+})
