@@ -35,6 +35,9 @@ export async function startEmbeddedPostgres (dataDir: string): Promise<EmbeddedP
       { eval: true, workerData: data })
     : new Worker(workerFile, { workerData: data })
 
+  // The pool's sockets keep the process alive while the database is in use; an abandoned start must not.
+  worker.unref()
+
   const cleanup = (): void => {
     rmSync(socketDir, { recursive: true, force: true })
     releaseLock()

@@ -33,6 +33,10 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
     // Per-request lines would dominate the hot path; 5xx are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // The embedded database's first start (initdb) can take well over Fastify's default 10 s on a busy machine.
+    pluginTimeout: 120_000,
+    // Router-level failures (bad percent-encoding, overlong parameters) get the contract's body too.
+    frameworkErrors: (error, request, reply) => { errorHandler(error, request, reply) },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 }
   }).withTypeProvider<TypeBoxTypeProvider>()
 

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import type { Database, RoomRow } from '../schema.js'
 
 export interface NewRoom { readonly id: string, readonly title: string, readonly private: boolean, readonly createdBy: string }
@@ -21,7 +21,7 @@ export async function findRoom (db: Kysely<Database>, id: string): Promise<RoomR
   return (await db.selectFrom('rooms').selectAll().where('id', '=', id).executeTakeFirst()) ?? null
 }
 
-/** Public rooms and the private rooms `userId` belongs to, by id. */
+/** Public rooms and the private rooms `userId` belongs to, by id in byte order whatever the database's collation. */
 export async function listVisibleRooms (db: Kysely<Database>, userId: string): Promise<RoomRow[]> {
   return await db.selectFrom('rooms').selectAll()
     .where((eb) => eb.or([
@@ -30,7 +30,7 @@ export async function listVisibleRooms (db: Kysely<Database>, userId: string): P
         .whereRef('room_members.room_id', '=', 'rooms.id')
         .where('room_members.user_id', '=', userId))
     ]))
-    .orderBy('id')
+    .orderBy(sql`id collate "C"`)
     .execute()
 }
 

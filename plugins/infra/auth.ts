@@ -18,7 +18,7 @@ declare module '@fastify/jwt' {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** preHandler for routes that need `Authorization: Bearer <token>`; sets `request.user`. */
+    /** onRequest hook for routes that need `Authorization: Bearer <token>`; sets `request.user`. */
     authenticate: (request: FastifyRequest) => Promise<void>
     passwords: PasswordHasher
     /** Failed logins per address and username. */

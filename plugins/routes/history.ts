@@ -17,7 +17,7 @@ const HistoryQuery = Type.Object({
 
 const historyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { db } = fastify
-  fastify.addHook('preHandler', fastify.authenticate)
+  fastify.addHook('onRequest', fastify.authenticate)
 
   fastify.get('/rooms/:id/messages', {
     schema: {

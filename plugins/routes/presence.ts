@@ -19,7 +19,7 @@ const UserPresence = Type.Object({
 // Live presence arrives with the socket gateway; until then nobody is connected, so everyone is offline.
 const presenceRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { db } = fastify
-  fastify.addHook('preHandler', fastify.authenticate)
+  fastify.addHook('onRequest', fastify.authenticate)
 
   fastify.get('/rooms/:id/presence', {
     schema: { params: RoomParams, response: { 200: RoomPresence, 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }

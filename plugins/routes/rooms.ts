@@ -18,7 +18,7 @@ const MemberParams = Type.Object({ id: RoomId, userId: Id })
 
 const roomRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { db } = fastify
-  fastify.addHook('preHandler', fastify.authenticate)
+  fastify.addHook('onRequest', fastify.authenticate)
 
   fastify.get('/rooms', {
     schema: { response: { 200: Type.Object({ rooms: Type.Array(Room) }), ...authErrors } }
