@@ -2,6 +2,7 @@ import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/typ
 import { Ajv } from 'ajv'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import configPlugin from '../plugins/infra/config.js'
+import corsPlugin from '../plugins/infra/cors.js'
 import dbPlugin, { type OpenDatabase } from '../plugins/infra/db.js'
 import authPlugin from '../plugins/infra/auth.js'
 import authRoutes from '../plugins/routes/auth.js'
@@ -49,6 +50,7 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
   })
 
   await app.register(configPlugin, { config })
+  await app.register(corsPlugin)
   await app.register(dbPlugin, { openDatabase: options.openDatabase })
   await app.register(authPlugin)
 

@@ -27,7 +27,8 @@ export const EnvSchema = Type.Object({
   LOGIN_MAX_FAILURES: Int(1, 1000, 5, 'failed logins per username and address before 429'),
   LOGIN_LOCKOUT: Int(1, 86_400, 900, 'seconds the failure count is kept'),
   HASH_CONCURRENCY: Int(1, 64, 2, 'password hashes computed at once'),
-  HASH_QUEUE: Int(0, 10_000, 64, 'password hashes waiting before 503')
+  HASH_QUEUE: Int(0, 10_000, 64, 'password hashes waiting before 503'),
+  CORS_ORIGINS: Type.String({ pattern: '^(\\*|[^*]*)$', default: '*', description: '`*`, empty, or a comma-separated list of origins' })
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -35,7 +36,13 @@ export type LogLevel = typeof LOG_LEVELS[number]
 
 export interface Config {
   readonly production: boolean
-  readonly http: { readonly host: string, readonly port: number, readonly bodyLimit: number }
+  readonly http: {
+    readonly host: string
+    readonly port: number
+    readonly bodyLimit: number
+    /** Origins browsers may call the REST API from: `*`, a list, or none (empty). */
+    readonly corsOrigins: '*' | readonly string[]
+  }
   readonly db: { readonly url: string | null, readonly dataDir: string, readonly poolSize: number }
   readonly redis: { readonly url: string | null }
   readonly jwt: { readonly secret: string, readonly ttlSeconds: number }
@@ -92,7 +99,7 @@ export function loadConfig (source: Readonly<Record<string, string | undefined>>
   const dataDir = resolve(env.DATA_DIR)
   return deepFreeze({
     production,
-    http: { host: env.HOST, port: Number(env.PORT), bodyLimit: 64 * 1024 },
+    http: { host: env.HOST, port: Number(env.PORT), bodyLimit: 64 * 1024, corsOrigins: parseOrigins(env.CORS_ORIGINS) },
     db: { url: env.DATABASE_URL === '' ? null : env.DATABASE_URL, dataDir, poolSize: Number(env.DB_POOL_SIZE) },
     redis: { url: env.REDIS_URL === '' ? null : env.REDIS_URL },
     jwt: { secret: env.JWT_SECRET === '' ? devSecret(dataDir) : env.JWT_SECRET, ttlSeconds: Number(env.JWT_TTL) },
@@ -143,6 +150,10 @@ function rangeProblems (env: Env): string[] {
     }
   }
   return problems
+}
+
+function parseOrigins (value: string): '*' | string[] {
+  return value === '*' ? '*' : value.split(',').map((origin) => origin.trim()).filter((origin) => origin !== '')
 }
 
 function devSecret (dataDir: string): string {
