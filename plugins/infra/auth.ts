@@ -21,10 +21,8 @@ declare module 'fastify' {
     /** onRequest hook for routes that need `Authorization: Bearer <token>`; sets `request.user`. */
     authenticate: (request: FastifyRequest) => Promise<void>
     passwords: PasswordHasher
-    /** Failed logins per address and username. */
+    /** Failed logins per address and username, and per address. */
     loginThrottle: LoginThrottle
-    /** Failed logins per address, whatever the username (password spraying). */
-    addressThrottle: LoginThrottle
   }
 }
 
@@ -36,7 +34,8 @@ export default fp(async (fastify) => {
   await fastify.register(fastifyJwt, {
     secret: jwt.secret,
     // RFC 8725: pin the algorithm, and refuse tokens that would never expire.
-    sign: { algorithm: 'HS256', expiresIn: jwt.ttlSeconds * 1000 },
+    // @fastify/jwt reads a numeric expiresIn as seconds.
+    sign: { algorithm: 'HS256', expiresIn: jwt.ttlSeconds },
     verify: { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] },
     decode: { complete: false },
     formatUser: (claims) => ({ id: claims.sub, username: claims.username })
@@ -52,7 +51,9 @@ export default fp(async (fastify) => {
     }
   })
   fastify.decorate('passwords', createPasswordHasher({ logN: auth.scryptLogN, concurrency: auth.hashConcurrency, queue: auth.hashQueue }))
-  const windowMs = auth.loginLockoutSeconds * 1000
-  fastify.decorate('loginThrottle', createLoginThrottle({ maxFailures: auth.loginMaxFailures, windowMs }))
-  fastify.decorate('addressThrottle', createLoginThrottle({ maxFailures: auth.loginMaxFailures * ADDRESS_FAILURE_FACTOR, windowMs }))
+  fastify.decorate('loginThrottle', createLoginThrottle({
+    maxFailures: auth.loginMaxFailures,
+    addressFactor: ADDRESS_FAILURE_FACTOR,
+    windowMs: auth.loginLockoutSeconds * 1000
+  }))
 }, { name: 'auth', dependencies: ['config'] })

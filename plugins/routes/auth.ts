@@ -4,6 +4,7 @@ import { createUser, findUserByUsername, updatePasswordHash } from '../../db/rep
 import { HasherBusyError } from '../../src/auth/password.js'
 import { AppError } from '../../src/errors.js'
 import { ErrorResponse, USERNAME_PATTERN, User } from '../../src/protocol/resources.js'
+import type { UserRow } from '../../db/schema.js'
 
 const Credentials = Type.Object({
   username: Type.String({ pattern: USERNAME_PATTERN }),
@@ -26,7 +27,7 @@ const LoginResponse = Type.Object({
 const INVALID_LOGIN = 'invalid username or password'
 
 const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { db, passwords, loginThrottle, addressThrottle, config } = fastify
+  const { db, passwords, loginThrottle, config } = fastify
 
   const hashing = async <T>(work: () => Promise<T>): Promise<T> => {
     try {
@@ -58,18 +59,25 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request) => {
     const { username, password } = request.body
-    const userKey = `${request.ip}|${username.toLowerCase()}`
-    const wait = Math.max(loginThrottle.retryAfter(userKey), addressThrottle.retryAfter(request.ip))
-    if (wait > 0) throw new AppError('rate_limited', 'too many failed logins, try again later', Math.ceil(wait / 1000))
-
-    const user = await findUserByUsername(db, username)
-    const ok = await hashing(async () => await passwords.verify(password, user?.password_hash ?? null))
+    const admission = loginThrottle.admit(request.ip, username)
+    if (!admission.admitted) {
+      throw new AppError('rate_limited', 'too many failed logins, try again later', Math.ceil(admission.retryAfterMs / 1000))
+    }
+    const { attempt } = admission
+    let user: UserRow | null
+    let ok: boolean
+    try {
+      user = await findUserByUsername(db, username)
+      ok = await hashing(async () => await passwords.verify(password, user?.password_hash ?? null))
+    } catch (error) {
+      attempt.abandoned()
+      throw error
+    }
     if (user === null || !ok) {
-      loginThrottle.recordFailure(userKey)
-      addressThrottle.recordFailure(request.ip)
+      attempt.failed()
       throw new AppError('unauthorized', INVALID_LOGIN)
     }
-    loginThrottle.reset(userKey)
+    attempt.succeeded()
     if (passwords.needsRehash(user.password_hash)) {
       await updatePasswordHash(db, user.id, await hashing(async () => await passwords.hash(password)))
     }

@@ -1,0 +1,141 @@
+import { createHmac } from 'node:crypto'
+import t, { type Test } from 'tap'
+import type { ApiResponse } from '../helpers/http.js'
+import { eachBackend, startTestServer, TEST_SECRET } from '../helpers/server.js'
+
+const OTHER_SECRET = 'another-secret-that-is-also-32-bytes-or-more'
+
+type Json = Record<string, unknown>
+
+function b64url (value: Json | string): string {
+  return Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
+}
+
+/** A compact JWS signed with HMAC; `hash` picks HS256/384/512 independently of what the header claims. */
+function sign (header: Json, payload: Json, options: { secret?: string, hash?: 'sha256' | 'sha384' | 'sha512' } = {}): string {
+  const input = `${b64url(header)}.${b64url(payload)}`
+  const signature = createHmac(options.hash ?? 'sha256', options.secret ?? TEST_SECRET).update(input).digest('base64url')
+  return `${input}.${signature}`
+}
+
+function decode (token: string): { header: Json, payload: Json } {
+  const [header = '', payload = ''] = token.split('.')
+  return {
+    header: JSON.parse(Buffer.from(header, 'base64url').toString()) as Json,
+    payload: JSON.parse(Buffer.from(payload, 'base64url').toString()) as Json
+  }
+}
+
+function now (): number {
+  return Math.floor(Date.now() / 1000)
+}
+
+function assertUnauthorized (t: Test, res: ApiResponse, label: string): void {
+  t.equal(res.status, 401, `${label}: status`)
+  t.same(Object.keys(res.body ?? {}).sort(), ['error', 'message'], `${label}: exactly error and message`)
+  t.equal(res.body?.error, 'unauthorized', `${label}: code`)
+  t.type(res.body?.message, 'string')
+}
+
+eachBackend(t, async (t, backend) => {
+  // Default JWT_TTL, so the login token is checked against the documented 3600.
+  const { api, config } = await startTestServer(t, backend)
+  const user = await api.user('jwt')
+  const HS256 = { alg: 'HS256', typ: 'JWT' }
+  const claims = (extra: Json = {}): Json => ({ sub: user.id, username: user.username, iat: now(), exp: now() + 300, ...extra })
+  const rooms = async (authorization?: string): Promise<ApiResponse> =>
+    await api.request('GET', '/rooms', authorization === undefined ? {} : { headers: { authorization } })
+
+  t.test('the login token authenticates and lives JWT_TTL seconds', async (t) => {
+    t.equal(config.jwt.ttlSeconds, 3600, 'the default TTL')
+    const res = await api.request('POST', '/auth/login', { json: { username: user.username, password: 'correct-horse-battery' } })
+    t.equal(res.status, 200)
+    t.equal(res.body.expiresIn, 3600)
+    const { header, payload } = decode(res.body.token as string)
+    t.equal(header.alg, 'HS256')
+    t.equal(payload.sub, user.id)
+    t.equal(payload.username, user.username)
+    t.type(payload.iat, 'number')
+    t.type(payload.exp, 'number')
+    t.ok(Math.abs((payload.iat as number) - now()) <= 5, 'issued now')
+    t.equal((payload.exp as number) - (payload.iat as number), 3600, 'exp - iat == JWT_TTL')
+
+    const ok = await rooms(`Bearer ${res.body.token as string}`)
+    t.equal(ok.status, 200)
+    t.ok(Array.isArray(ok.body.rooms), 'rooms listed')
+    t.ok((ok.body.rooms as Array<{ id: string }>).some((room) => room.id === 'general'), 'general is visible')
+  })
+
+  t.test('a hand-made HS256 token with the server secret works', async (t) => {
+    const res = await rooms(`Bearer ${sign(HS256, claims())}`)
+    t.equal(res.status, 200)
+    t.ok(Array.isArray(res.body.rooms))
+    // Without typ too: it is optional in RFC 7519.
+    t.equal((await rooms(`Bearer ${sign({ alg: 'HS256' }, claims())}`)).status, 200, 'no typ header')
+  })
+
+  t.test('malformed Authorization headers are 401', async (t) => {
+    const good = sign(HS256, claims())
+    const cases: Array<[string, string | undefined]> = [
+      ['no header', undefined],
+      ['empty header', ''],
+      ['"Bearer" alone', 'Bearer'],
+      ['Basic credentials', `Basic ${Buffer.from(`${user.username}:correct-horse-battery`).toString('base64')}`],
+      ['the token without a scheme', good],
+      ['a token under another scheme', `Token ${good}`],
+      ['garbage', 'Bearer garbage'],
+      ['three empty parts', 'Bearer ..'],
+      ['three junk parts', 'Bearer a.b.c'],
+      ['two tokens', `Bearer ${good} ${good}`],
+      ['a token with a trailing part', `Bearer ${good}.extra`]
+    ]
+    for (const [label, header] of cases) assertUnauthorized(t, await rooms(header), label)
+  })
+
+  t.test('badly signed or altered tokens are 401', async (t) => {
+    const good = sign(HS256, claims())
+    const [h = '', p = '', s = ''] = good.split('.')
+    const otherUser = b64url(claims({ sub: '1', username: 'admin' }))
+    const flipped = s.slice(0, -2) + (s.at(-2) === 'A' ? 'B' : 'A') + s.slice(-1)
+    const cases: Array<[string, string]> = [
+      ['signed with another secret', sign(HS256, claims(), { secret: OTHER_SECRET })],
+      ['payload swapped, signature kept', `${h}.${otherUser}.${s}`],
+      ['signature altered', `${h}.${p}.${flipped}`],
+      ['signature removed', `${h}.${p}.`],
+      ['signature of another token', `${h}.${p}.${sign(HS256, claims({ username: 'x' })).split('.')[2] ?? ''}`]
+    ]
+    for (const [label, token] of cases) assertUnauthorized(t, await rooms(`Bearer ${token}`), label)
+  })
+
+  t.test('the algorithm is pinned to HS256', async (t) => {
+    const payload = claims()
+    const unsigned = (alg: string): string => `${b64url({ alg, typ: 'JWT' })}.${b64url(payload)}.`
+    const cases: Array<[string, string]> = [
+      ['alg none', unsigned('none')],
+      ['alg None', unsigned('None')],
+      ['alg NONE', unsigned('NONE')],
+      ['alg none with an HS256 signature attached', sign({ alg: 'none', typ: 'JWT' }, payload)],
+      ['HS384 with the right secret', sign({ alg: 'HS384', typ: 'JWT' }, payload, { hash: 'sha384' })],
+      ['HS512 with the right secret', sign({ alg: 'HS512', typ: 'JWT' }, payload, { hash: 'sha512' })],
+      // Key confusion: a header naming an asymmetric algorithm over an HMAC made with the secret.
+      ['RS256 header over an HMAC', sign({ alg: 'RS256', typ: 'JWT' }, payload)],
+      ['no alg at all', sign({ typ: 'JWT' }, payload)]
+    ]
+    for (const [label, token] of cases) assertUnauthorized(t, await rooms(`Bearer ${token}`), label)
+  })
+
+  t.test('claims: exp is required and checked, sub is required', async (t) => {
+    const { exp: _exp, ...withoutExp } = claims()
+    const { sub: _sub, ...withoutSub } = claims()
+    const cases: Array<[string, Json]> = [
+      ['no exp', withoutExp],
+      ['expired a minute ago', claims({ iat: now() - 120, exp: now() - 60 })],
+      ['expired just now', claims({ iat: now() - 120, exp: now() - 1 })],
+      ['exp as a string', claims({ exp: String(now() + 300) })],
+      ['exp null', claims({ exp: null })],
+      ['no sub', withoutSub],
+      ['not valid yet (nbf in the future)', claims({ nbf: now() + 300 })]
+    ]
+    for (const [label, payload] of cases) assertUnauthorized(t, await rooms(`Bearer ${sign(HS256, payload)}`), label)
+  })
+})
