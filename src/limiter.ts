@@ -30,7 +30,14 @@ export function createLimiter (concurrency: number, queue: number): Limiter {
         return { ready: Promise.resolve(), done: once(release) }
       }
       if (waiters.length >= queue) return null
-      return { ready: new Promise<void>((resolve) => waiters.push(resolve)), done: once(release) }
+      let woken = false
+      let wake = (): void => {}
+      const ready = new Promise<void>((resolve) => {
+        wake = () => { woken = true; resolve() }
+      })
+      waiters.push(wake)
+      // A slot given up before its turn leaves the queue instead of freeing a slot it never held.
+      return { ready, done: once(() => { if (woken) release(); else waiters.splice(waiters.indexOf(wake), 1) }) }
     },
     get running () { return running },
     get waiting () { return waiters.length }

@@ -123,10 +123,11 @@ async function main (): Promise<void> {
     }
     stopping = true
     log.info({ signal }, 'shutting down')
+    // Deliberately not unref'd: it keeps the process alive until close() has finished.
     setTimeout(() => {
       log.error('shutdown took too long, exiting')
       process.exit(1)
-    }, SHUTDOWN_TIMEOUT_MS).unref()
+    }, SHUTDOWN_TIMEOUT_MS)
     server.close().then(() => {
       log.info('stopped')
       process.exit(0)

@@ -108,11 +108,10 @@ function createCounter (limit: number, options: LoginThrottleOptions, now: () =>
       mine.pending++
       return {
         end (failed) {
+          // Refresh the window while this attempt still holds the entry, so a late failure lands in the new window.
+          current(key)
           mine.pending--
-          if (failed) {
-            current(key)
-            mine.failures++
-          }
+          if (failed) mine.failures++
           forgetIfIdle(key, mine)
         },
         clear () {

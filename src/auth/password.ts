@@ -77,11 +77,20 @@ export function createPasswordHasher (options: PasswordHasherOptions): PasswordH
   }
 }
 
+/** Bounds a stored hash must respect; anything else is treated as no hash at all (never a match). */
+const MIN_LOG_N = 10
+const MAX_LOG_N = 24
+const MIN_SALT_BYTES = 8
+const MIN_KEY_BYTES = 16
+
 function parse (stored: string): Parsed | null {
   const m = PHC.exec(stored)
   if (m === null) return null
   const [, logN, r, p, salt, key] = m as unknown as [string, string, string, string, string, string]
-  return { logN: Number(logN), r: Number(r), p: Number(p), salt: Buffer.from(salt, 'base64'), key: Buffer.from(key, 'base64') }
+  const parsed = { logN: Number(logN), r: Number(r), p: Number(p), salt: Buffer.from(salt, 'base64'), key: Buffer.from(key, 'base64') }
+  const sane = parsed.logN >= MIN_LOG_N && parsed.logN <= MAX_LOG_N && parsed.r >= 1 && parsed.p >= 1 &&
+    parsed.salt.length >= MIN_SALT_BYTES && parsed.key.length >= MIN_KEY_BYTES
+  return sane ? parsed : null
 }
 
 function b64 (buffer: Buffer): string {

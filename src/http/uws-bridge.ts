@@ -62,34 +62,47 @@ export function createHttpBridge (options: HttpBridgeOptions): HttpBridge {
     })
     const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString()
     const state = { aborted: false }
-    res.onAborted(() => { state.aborted = true })
 
     const declared = headers['content-length'] === undefined ? undefined : Number(headers['content-length'])
     if (declared !== undefined && declared > options.bodyLimit) {
-      res.cork(() => { writeJson(res, 413, TOO_LARGE, true) })
+      writeJson(res, 413, TOO_LARGE, true)
       return
     }
+    // In flight from here until answered, refused, or abandoned by the client before dispatch.
     inFlight++
+    let dispatched = false
+    let settled = false
+    const settle = (): void => {
+      if (settled) return
+      settled = true
+      finished()
+    }
+    res.onAborted(() => {
+      state.aborted = true
+      // Once dispatched, Fastify may still be working for this request: it settles when that ends.
+      if (!dispatched) settle()
+    })
     const serve = (body: Buffer | undefined): void => {
+      dispatched = true
       options.dispatch({ method, url, headers, body, remoteAddress })
         .then((response) => { if (!state.aborted) res.cork(() => { writeResponse(res, method, response) }) })
         .catch((error: unknown) => {
           options.onError(error)
           if (!state.aborted) res.cork(() => { writeJson(res, 500, INTERNAL, false) })
         })
-        .finally(finished)
+        .finally(settle)
     }
     if (declared === undefined && headers['transfer-encoding'] === undefined) {
       serve(undefined)
       return
     }
     readBody(res, options.bodyLimit, state, (body) => {
-      if (body === null) {
-        finished()
-        if (!state.aborted) res.cork(() => { writeJson(res, 413, TOO_LARGE, true) })
-      } else {
+      if (body !== null) {
         serve(body)
+        return
       }
+      settle()
+      if (!state.aborted) res.cork(() => { writeJson(res, 413, TOO_LARGE, true) })
     })
   }
 
@@ -128,9 +141,14 @@ function writeResponse (res: HttpResponse, method: string, response: BridgedResp
     if (Array.isArray(value)) for (const item of value) res.writeHeader(key, item)
     else res.writeHeader(key, String(value))
   }
-  if (method === 'HEAD') res.endWithoutBody(Number(response.headers['content-length'] ?? 0))
-  else if (response.statusCode === 204 || response.statusCode === 304) res.endWithoutBody(0)
-  else res.end(response.body)
+  if (method === 'HEAD') {
+    // endWithoutBody(n) with n > 0 leaves uWS waiting for a body and breaks keep-alive; state the length as a header instead.
+    res.writeHeader('content-length', String(response.headers['content-length'] ?? 0)).endWithoutBody()
+  } else if (response.statusCode === 204 || response.statusCode === 304) {
+    res.endWithoutBody(0)
+  } else {
+    res.end(response.body)
+  }
 }
 
 function writeJson (res: HttpResponse, status: number, body: string, closeConnection: boolean): void {

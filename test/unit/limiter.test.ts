@@ -104,17 +104,40 @@ t.test('waiters are woken in arrival order', async (t) => {
   const limiter = createLimiter(1, 10)
   const first = limiter.tryAcquire()
   const order: number[] = []
-  const waiters = [1, 2, 3, 4, 5].map((n) => {
+  const finished = [1, 2, 3, 4, 5].map(async (n) => {
     const slot = limiter.tryAcquire()
     if (slot === null) throw new Error('expected a slot')
-    void slot.ready.then(() => { order.push(n) })
-    return slot
+    await slot.ready
+    order.push(n)
+    // Hand over on the next turn, as real work would, so wake order is not just call order.
+    await new Promise((resolve) => setImmediate(resolve))
+    slot.done()
   })
   first?.done()
-  for (const slot of waiters) {
-    await settle()
-    slot.done()
-  }
-  await settle()
+  await Promise.all(finished)
   t.same(order, [1, 2, 3, 4, 5])
+  t.equal(limiter.running, 0)
+})
+
+// Slot.done() says "call exactly once, also on failure": a caller that gives up while still queued
+// (e.g. its request was aborted) calls done() before `ready`. That must withdraw it from the queue,
+// not free a slot it never held.
+t.test('done() on a slot that is still waiting withdraws it without freeing a running slot', async (t) => {
+  const limiter = createLimiter(1, 5)
+  const a = watch(limiter.tryAcquire())
+  const b = watch(limiter.tryAcquire())
+  const c = watch(limiter.tryAcquire())
+  c.slot.done()
+  await settle()
+  t.notOk(b.started(), 'b still waits: a holds the only slot')
+  t.equal(limiter.running, 1)
+  t.equal(limiter.waiting, 1, 'c left the queue')
+  a.slot.done()
+  await settle()
+  t.ok(b.started())
+  b.slot.done()
+  await settle()
+  t.notOk(c.started(), 'the withdrawn slot is never started')
+  t.equal(limiter.running, 0, 'no slot leaked')
+  t.equal(limiter.waiting, 0)
 })
