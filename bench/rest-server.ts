@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { startServer } from '../src/server.js'
-import { BENCH_SECRET, BENCH_USER, SEEDED_MESSAGES } from './fixture.js'
+import { BENCH_SECRET, BENCH_USER, LOGIN_USERS, SEEDED_MESSAGES } from './fixture.js'
 
 const mode = process.argv[2]
 if (mode !== 'uws' && mode !== 'fastify') throw new Error('usage: rest-server uws|fastify')
@@ -37,11 +37,17 @@ if (mode === 'uws') {
 }
 
 const { db } = app
+// One hash serves every seeded user: they share the password, and hashing 64 times would take a while.
+const passwordHash = await app.passwords.hash(BENCH_USER.password)
 const user = await db.insertInto('users')
-  .values({ username: BENCH_USER.username, password_hash: await app.passwords.hash(BENCH_USER.password) })
+  .values({ username: BENCH_USER.username, password_hash: passwordHash })
   .onConflict((oc) => oc.doNothing())
   .returning('id')
   .executeTakeFirst()
+await db.insertInto('users')
+  .values(Array.from({ length: LOGIN_USERS }, (_, i) => ({ username: `${BENCH_USER.username}_${i}`, password_hash: passwordHash })))
+  .onConflict((oc) => oc.doNothing())
+  .execute()
 if (user !== undefined) {
   const now = Date.now()
   const rows = Array.from({ length: SEEDED_MESSAGES }, (_, i) => ({

@@ -1,13 +1,13 @@
 // REST throughput with autocannon: login, history and a trivial route, served through the uWS front
 // (the product) and by the same Fastify app on its own listener (what one port costs).
-// `npm run bench:rest [-- --duration 10]`
+// `npm run bench:rest [-- --duration 10]`; with DATABASE_URL set, both servers use (and seed) that database.
 import autocannon from 'autocannon'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { BENCH_USER } from './fixture.js'
+import { BENCH_USER, LOGIN_USERS } from './fixture.js'
 import { sampleProcess } from './process-stats.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -30,12 +30,20 @@ const scenarios: Scenario[] = [
   {
     name: 'POST /auth/login (scrypt N=2^17)',
     connections: 8,
-    request: (port) => ({
-      url: `http://127.0.0.1:${port}/auth/login`,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(BENCH_USER)
-    })
+    request: (port) => {
+      let next = 0
+      return {
+        url: `http://127.0.0.1:${port}/auth/login`,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        requests: [{
+          setupRequest: (request) => ({
+            ...request,
+            body: JSON.stringify({ username: `${BENCH_USER.username}_${next++ % LOGIN_USERS}`, password: BENCH_USER.password })
+          })
+        }]
+      }
+    }
   }
 ]
 
@@ -111,5 +119,6 @@ for (const scenario of scenarios) {
 // Results go to the source tree's bench/results, also when run from the build in dist/bench.
 const file = join(here.endsWith(join('dist', 'bench')) ? join(here, '..', '..', 'bench') : here, 'results', `rest-${new Date().toISOString().slice(0, 19).replace(/:/g, '-')}.json`)
 mkdirSync(dirname(file), { recursive: true })
-writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), durationSeconds: DURATION, node: process.version, rows }, null, 2)}\n`)
+const database = process.env.DATABASE_URL === undefined || process.env.DATABASE_URL === '' ? 'embedded' : 'postgres'
+writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), database, durationSeconds: DURATION, node: process.version, rows }, null, 2)}\n`)
 console.log(`written ${file}`)
