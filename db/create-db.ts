@@ -8,6 +8,8 @@ export interface DatabaseOptions {
   readonly url: string | null
   readonly dataDir: string
   readonly poolSize: number
+  /** Told when a connection breaks (the server restarting, say); the query on it fails, the next one reconnects. */
+  readonly onConnectionError?: (error: Error) => void
 }
 
 export interface DatabaseHandle {
@@ -22,11 +24,16 @@ export interface DatabaseHandle {
 /** Opens the database the configuration names; the app sees `pg` + Kysely either way. */
 export async function createDatabase (options: DatabaseOptions): Promise<DatabaseHandle> {
   const embedded = options.url === null ? await startEmbeddedPostgres(options.dataDir) : null
+  // A request waits at most this long for a connection, then fails as `unavailable` instead of hanging.
+  const connectionTimeoutMillis = 5000
   const pool = new pg.Pool(embedded === null
-    ? { connectionString: options.url ?? undefined, max: options.poolSize }
+    ? { connectionString: options.url ?? undefined, max: options.poolSize, connectionTimeoutMillis }
     // PGlite runs one statement at a time, so one connection is all it can use.
-    : { host: embedded.socketDir, port: embedded.port, user: 'postgres', database: 'postgres', max: 1 })
-  // An idle client that loses its server must not crash the process; the next query reconnects.
+    : { host: embedded.socketDir, port: embedded.port, user: 'postgres', database: 'postgres', max: 1, connectionTimeoutMillis })
+  // pg emits 'error' on a client whose connection breaks, and a checked-out client has no listener
+  // of the pool's: without one of our own, a connection lost between checkout and query would crash
+  // the process. The pool re-emits idle clients' errors; this listener has reported them already.
+  pool.on('connect', (client) => client.on('error', (error) => options.onConnectionError?.(error)))
   pool.on('error', () => {})
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
   return {

@@ -11,6 +11,7 @@ import historyRoutes from '../plugins/routes/history.js'
 import presenceRoutes from '../plugins/routes/presence.js'
 import roomRoutes from '../plugins/routes/rooms.js'
 import type { Config } from './config.js'
+import { isDatabaseUnavailable } from '../db/errors.js'
 import { AppError, codeForStatus, type ErrorBody } from './errors.js'
 
 export interface AppOptions {
@@ -64,7 +65,8 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
 
 function errorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const { status, body, retryAfter } = describe(error)
-  if (status >= 500) request.log.error({ err: error }, 'request failed')
+  if (status === 503) request.log.warn({ err: error }, 'request failed: database unavailable')
+  else if (status >= 500) request.log.error({ err: error }, 'request failed')
   if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter))
   void reply.code(status).send(body)
 }
@@ -73,6 +75,9 @@ function errorHandler (error: FastifyError, request: FastifyRequest, reply: Fast
 function describe (error: FastifyError): { status: number, body: ErrorBody, retryAfter?: number | undefined } {
   if (error instanceof AppError) {
     return { status: error.statusCode, body: { error: error.code, message: error.message }, retryAfter: error.retryAfter }
+  }
+  if (isDatabaseUnavailable(error)) {
+    return { status: 503, body: { error: 'unavailable', message: 'the database is not reachable, retry shortly' }, retryAfter: 1 }
   }
   if (error.validation !== undefined) {
     return { status: 400, body: { error: 'bad_request', message: error.message } }

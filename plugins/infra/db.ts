@@ -15,7 +15,10 @@ export type OpenDatabase = (options: DatabaseOptions) => Promise<DatabaseHandle>
 
 /** Opens the configured database, brings its schema up to date, and closes it with the app. */
 export default fp<{ openDatabase?: OpenDatabase | undefined }>(async (fastify, { openDatabase = createDatabase }) => {
-  const database = await openDatabase(fastify.config.db)
+  const database = await openDatabase({
+    ...fastify.config.db,
+    onConnectionError: (error) => fastify.log.warn({ err: error }, 'database connection lost')
+  })
   try {
     const applied = await migrateToLatest(database.db)
     if (applied.length > 0) fastify.log.info({ migrations: applied }, 'database migrated')

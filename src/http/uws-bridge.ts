@@ -85,11 +85,12 @@ export function createHttpBridge (options: HttpBridgeOptions): HttpBridge {
     const serve = (body: Buffer | undefined): void => {
       dispatched = true
       options.dispatch({ method, url, headers, body, remoteAddress })
-        .then((response) => { if (!state.aborted) res.cork(() => { writeResponse(res, method, response) }) })
-        .catch((error: unknown) => {
+        .then((response) => { if (!state.aborted) res.cork(() => { writeResponse(res, method, response) }) }, (error: unknown) => {
           options.onError(error)
           if (!state.aborted) res.cork(() => { writeJson(res, 500, INTERNAL, false) })
         })
+        // A failure while writing is logged; it must never become an unhandled rejection.
+        .catch(options.onError)
         .finally(settle)
     }
     if (declared === undefined && headers['transfer-encoding'] === undefined) {

@@ -1,0 +1,13 @@
+/** SQLSTATE classes and codes that mean "the database cannot be reached right now", not "the query is wrong". */
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300'])
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENOENT'])
+/** pg reports a lost or never-made connection only in its message. */
+const CONNECTION_MESSAGES = [/Connection terminated/i, /timeout exceeded when trying to connect/i, /Client has encountered a connection error/i]
+
+/** Whether `error` says the database is unreachable (down, restarting, overloaded), so a retry may succeed. */
+export function isDatabaseUnavailable (error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  const code = (error as { code?: unknown }).code
+  if (typeof code === 'string' && (UNAVAILABLE_SQLSTATES.has(code) || code.startsWith('08') || NETWORK_CODES.has(code))) return true
+  return CONNECTION_MESSAGES.some((pattern) => pattern.test(error.message))
+}
