@@ -32,6 +32,7 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
   const app = Fastify({
     ...logging,
     bodyLimit: config.http.bodyLimit,
+    trustProxy: trustProxyOption(config.http.trustProxy),
     // Per-request lines would dominate the hot path; 5xx are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
@@ -61,6 +62,12 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
   await app.register(historyRoutes)
   await app.register(presenceRoutes)
   return app
+}
+
+/** Fastify's typings lack the hop count its runtime accepts; a function says the same thing. */
+function trustProxyOption (trust: Config['http']['trustProxy']): FastifyServerOptions['trustProxy'] {
+  if (typeof trust === 'number') return (_address: string, hop: number) => hop < trust
+  return typeof trust === 'object' ? [...trust] : trust
 }
 
 function errorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {

@@ -28,6 +28,7 @@ export const EnvSchema = Type.Object({
   LOGIN_LOCKOUT: Int(1, 86_400, 900, 'seconds the failure count is kept'),
   HASH_CONCURRENCY: Int(1, 64, 2, 'password hashes computed at once'),
   HASH_QUEUE: Int(0, 10_000, 64, 'password hashes waiting before 503'),
+  TRUST_PROXY: Type.String({ pattern: '^(|true|false|[0-9]{1,2}|[0-9a-fA-F.:/,\\s]+)$', default: '', description: 'empty, true, a hop count, or a comma-separated list of proxy addresses/CIDRs' }),
   CORS_ORIGINS: Type.String({ pattern: '^(\\*|[^*]*)$', default: '*', description: '`*`, empty, or a comma-separated list of origins' })
 })
 export type Env = Static<typeof EnvSchema>
@@ -42,6 +43,8 @@ export interface Config {
     readonly bodyLimit: number
     /** Origins browsers may call the REST API from: `*`, a list, or none (empty). */
     readonly corsOrigins: '*' | readonly string[]
+    /** Which proxies' X-Forwarded-For to believe for the client address (login limits are per address). */
+    readonly trustProxy: boolean | number | readonly string[]
   }
   readonly db: { readonly url: string | null, readonly dataDir: string, readonly poolSize: number }
   readonly redis: { readonly url: string | null }
@@ -99,7 +102,7 @@ export function loadConfig (source: Readonly<Record<string, string | undefined>>
   const dataDir = resolve(env.DATA_DIR)
   return deepFreeze({
     production,
-    http: { host: env.HOST, port: Number(env.PORT), bodyLimit: 64 * 1024, corsOrigins: parseOrigins(env.CORS_ORIGINS) },
+    http: { host: env.HOST, port: Number(env.PORT), bodyLimit: 64 * 1024, corsOrigins: parseOrigins(env.CORS_ORIGINS), trustProxy: parseTrustProxy(env.TRUST_PROXY) },
     db: { url: env.DATABASE_URL === '' ? null : env.DATABASE_URL, dataDir, poolSize: Number(env.DB_POOL_SIZE) },
     redis: { url: env.REDIS_URL === '' ? null : env.REDIS_URL },
     jwt: { secret: env.JWT_SECRET === '' ? devSecret(dataDir) : env.JWT_SECRET, ttlSeconds: Number(env.JWT_TTL) },
@@ -154,6 +157,13 @@ function rangeProblems (env: Env): string[] {
 
 function parseOrigins (value: string): '*' | string[] {
   return value === '*' ? '*' : value.split(',').map((origin) => origin.trim()).filter((origin) => origin !== '')
+}
+
+function parseTrustProxy (value: string): boolean | number | string[] {
+  if (value === '' || value === 'false') return false
+  if (value === 'true') return true
+  if (/^[0-9]+$/.test(value)) return Number(value)
+  return value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
 }
 
 function devSecret (dataDir: string): string {
