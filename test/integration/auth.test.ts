@@ -6,23 +6,15 @@ import type { Kysely } from 'kysely'
 import type { Database } from '../../db/schema.js'
 import { createPasswordHasher } from '../../src/auth/password.js'
 import { loggerOptions, redactUrl } from '../../src/logger.js'
+import { assertError } from '../helpers/assertions.js'
 import type { ApiClient, ApiResponse } from '../helpers/http.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
+import { decodeJwt } from '../helpers/tokens.js'
 
 const PASSWORD = 'correct-horse-battery'
 const DECIMAL_ID = /^[1-9][0-9]*$/
 const RETRY_AFTER = /^[1-9][0-9]*$/
 const PHC = /^\$scrypt\$ln=(\d+),r=8,p=1\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/
-
-/** Every error in API.md is exactly `{error, message}` with the status that goes with the code. */
-function assertError (t: Test, res: ApiResponse, status: number, code: string, label = ''): void {
-  t.equal(res.status, status, `${label} status`.trim())
-  t.match(res.headers.get('content-type') ?? '', /^application\/json/, `${label} content-type`.trim())
-  t.same(Object.keys(res.body ?? {}).sort(), ['error', 'message'], `${label} body has exactly error and message`.trim())
-  t.equal(res.body?.error, code, `${label} error code`.trim())
-  t.type(res.body?.message, 'string')
-  t.not(res.body?.message, '', `${label} message is not empty`.trim())
-}
 
 function assertRetryAfter (t: Test, res: ApiResponse, max: number): void {
   const value = res.headers.get('retry-after') ?? ''
@@ -270,7 +262,7 @@ eachBackend(t, async (t, backend) => {
     t.equal(res.body.expiresIn, 600, 'expiresIn follows JWT_TTL')
     t.same(res.body.user, { id, username })
     t.match(res.body.token, /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'a compact JWS')
-    const claims = JSON.parse(Buffer.from(res.body.token.split('.')[1], 'base64url').toString()) as { iat: number, exp: number, sub: string }
+    const claims = decodeJwt(res.body.token as string).payload as { iat: number, exp: number, sub: string }
     t.equal(claims.exp - claims.iat, 600, 'the token lives JWT_TTL seconds')
     t.equal(claims.sub, id)
 

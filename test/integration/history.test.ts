@@ -1,14 +1,7 @@
 import t, { type Test } from 'tap'
+import { assertError } from '../helpers/assertions.js'
 import type { ApiResponse } from '../helpers/http.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
-
-/** Asserts an error response: the exact status, the contract code, and nothing but {error, message}. */
-function isError (t: Test, res: ApiResponse, status: number, code: string, what: string): void {
-  t.equal(res.status, status, `${what}: status`)
-  t.strictSame(Object.keys(res.body ?? {}).sort(), ['error', 'message'], `${what}: body is exactly {error, message}`)
-  t.equal(res.body?.error, code, `${what}: error code`)
-  t.ok(typeof res.body?.message === 'string' && res.body.message.length > 0, `${what}: message is a non-empty string`)
-}
 
 /** The Message API.md promises, built from what was inserted, to compare responses against whole. */
 interface Message {
@@ -115,12 +108,12 @@ eachBackend(t, async (t, backend) => {
   }
 
   t.test('every history request needs a valid bearer token', async (t) => {
-    isError(t, await api.request('GET', '/rooms/hist/messages'), 401, 'unauthorized', 'no token')
-    isError(t, await api.request('GET', '/rooms/hist/messages', { headers: { authorization: 'Bearer nope' } }), 401, 'unauthorized', 'garbage token')
-    isError(t, await api.request('GET', '/rooms/hist/messages', { headers: { authorization: alice.token } }), 401, 'unauthorized', 'token without Bearer')
-    isError(t, await api.request('GET', '/rooms/no-such-room/messages'), 401, 'unauthorized', 'unknown room, no token')
+    assertError(t, await api.request('GET', '/rooms/hist/messages'), 401, 'unauthorized', 'no token')
+    assertError(t, await api.request('GET', '/rooms/hist/messages', { headers: { authorization: 'Bearer nope' } }), 401, 'unauthorized', 'garbage token')
+    assertError(t, await api.request('GET', '/rooms/hist/messages', { headers: { authorization: alice.token } }), 401, 'unauthorized', 'token without Bearer')
+    assertError(t, await api.request('GET', '/rooms/no-such-room/messages'), 401, 'unauthorized', 'unknown room, no token')
     // Authentication comes before validation: without a token, bad input is still 401.
-    isError(t, await api.request('GET', '/rooms/hist/messages?limit=0'), 401, 'unauthorized', 'invalid limit, no token')
+    assertError(t, await api.request('GET', '/rooms/hist/messages?limit=0'), 401, 'unauthorized', 'invalid limit, no token')
   })
 
   t.test('messages have exactly the contract fields and types', async (t) => {
@@ -150,7 +143,7 @@ eachBackend(t, async (t, backend) => {
     isPage(t, await history('hist', 'limit=100'), range(151, 250), true, 'limit=100')
     isPage(t, await history('hist', 'limit=1'), [250], true, 'limit=1')
     const empty = await history('empty-room-not-created-yet')
-    isError(t, empty, 404, 'not_found', 'unknown room')
+    assertError(t, empty, 404, 'not_found', 'unknown room')
     await createRoom('empty')
     const res = await history('empty')
     t.equal(res.status, 200)
@@ -188,9 +181,9 @@ eachBackend(t, async (t, backend) => {
     isPage(t, await history('hist', 'after=10&before=11'), [], false, 'empty range')
     isPage(t, await history('hist', 'after=0&before=251&limit=100'), range(1, 100), true, 'whole history as range')
     isPage(t, await history('hist', 'after=245&before=1000'), range(246, 250), false, 'before beyond lastSeq')
-    isError(t, await history('hist', 'after=10&before=10'), 400, 'bad_request', 'after == before')
-    isError(t, await history('hist', 'after=11&before=10'), 400, 'bad_request', 'after > before')
-    isError(t, await history('hist', 'after=0&before=0'), 400, 'bad_request', 'after == before == 0')
+    assertError(t, await history('hist', 'after=10&before=10'), 400, 'bad_request', 'after == before')
+    assertError(t, await history('hist', 'after=11&before=10'), 400, 'bad_request', 'after > before')
+    assertError(t, await history('hist', 'after=0&before=0'), 400, 'bad_request', 'after == before == 0')
   })
 
   t.test('paging back with before= visits every seq exactly once', async (t) => {
@@ -289,11 +282,11 @@ eachBackend(t, async (t, backend) => {
       'after=abc', 'after=-1', 'after=1.5', `after=${Number.MAX_SAFE_INTEGER + 1}`
     ]
     for (const query of invalid) {
-      isError(t, await history('hist', query), 400, 'bad_request', query)
+      assertError(t, await history('hist', query), 400, 'bad_request', query)
     }
     isPage(t, await history('hist', 'limit=100'), range(151, 250), true, 'control: limit=100 is fine')
-    isError(t, await history('a%2Fb'), 400, 'bad_request', 'invalid room id')
-    isError(t, await history('no-such-room'), 404, 'not_found', 'unknown room')
+    assertError(t, await history('a%2Fb'), 400, 'bad_request', 'invalid room id')
+    assertError(t, await history('no-such-room'), 404, 'not_found', 'unknown room')
   })
 
   t.test('private rooms: members read, others get 403', async (t) => {
@@ -302,8 +295,8 @@ eachBackend(t, async (t, backend) => {
     const own = await history('private-hist')
     t.equal(own.status, 200)
     t.strictSame(own.body, { messages: stored, hasMore: false }, 'the creator reads it')
-    isError(t, await history('private-hist', '', outsider.token), 403, 'forbidden', 'a non-member')
-    isError(t, await history('private-hist', 'after=0', outsider.token), 403, 'forbidden', 'a non-member with a cursor')
+    assertError(t, await history('private-hist', '', outsider.token), 403, 'forbidden', 'a non-member')
+    assertError(t, await history('private-hist', 'after=0', outsider.token), 403, 'forbidden', 'a non-member with a cursor')
 
     t.equal((await api.request('POST', '/rooms/private-hist/members', { token: alice.token, json: { userId: outsider.id } })).status, 204)
     const added = await history('private-hist', '', outsider.token)
@@ -311,7 +304,7 @@ eachBackend(t, async (t, backend) => {
     t.strictSame(added.body, { messages: stored, hasMore: false }, 'once added, the user reads it')
 
     t.equal((await api.request('DELETE', `/rooms/private-hist/members/${outsider.id}`, { token: alice.token })).status, 204)
-    isError(t, await history('private-hist', '', outsider.token), 403, 'forbidden', 'once removed, 403 again')
+    assertError(t, await history('private-hist', '', outsider.token), 403, 'forbidden', 'once removed, 403 again')
     // Public rooms need no membership to read.
     isPage(t, await history('hist', 'limit=1', outsider.token), [250], true, 'a non-member reads a public room')
   })

@@ -1,14 +1,7 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
+import { assertError } from '../helpers/assertions.js'
 import type { ApiResponse } from '../helpers/http.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
-
-/** Asserts an error response: the exact status, the contract code, and nothing but {error, message}. */
-function isError (t: Test, res: ApiResponse, status: number, code: string, what: string): void {
-  t.equal(res.status, status, `${what}: status`)
-  t.strictSame(Object.keys(res.body ?? {}).sort(), ['error', 'message'], `${what}: body is exactly {error, message}`)
-  t.equal(res.body?.error, code, `${what}: error code`)
-  t.ok(typeof res.body?.message === 'string' && res.body.message.length > 0, `${what}: message is a non-empty string`)
-}
 
 eachBackend(t, async (t, backend) => {
   const { api, server } = await startTestServer(t, backend)
@@ -21,13 +14,13 @@ eachBackend(t, async (t, backend) => {
 
   t.test('presence routes need a valid bearer token', async (t) => {
     for (const path of ['/rooms/general/presence', `/users/${alice.id}/presence`]) {
-      isError(t, await api.request('GET', path), 401, 'unauthorized', `${path} without a token`)
-      isError(t, await api.request('GET', path, { headers: { authorization: 'Bearer x.y.z' } }), 401, 'unauthorized', `${path} with a garbage token`)
-      isError(t, await api.request('GET', path, { headers: { authorization: alice.token } }), 401, 'unauthorized', `${path} without the Bearer scheme`)
+      assertError(t, await api.request('GET', path), 401, 'unauthorized', `${path} without a token`)
+      assertError(t, await api.request('GET', path, { headers: { authorization: 'Bearer x.y.z' } }), 401, 'unauthorized', `${path} with a garbage token`)
+      assertError(t, await api.request('GET', path, { headers: { authorization: alice.token } }), 401, 'unauthorized', `${path} without the Bearer scheme`)
     }
     // Authentication comes before validation: without a token, a malformed id is still 401.
-    isError(t, await api.request('GET', '/users/abc/presence'), 401, 'unauthorized', 'invalid user id, no token')
-    isError(t, await api.request('GET', '/rooms/a%2Fb/presence'), 401, 'unauthorized', 'invalid room id, no token')
+    assertError(t, await api.request('GET', '/users/abc/presence'), 401, 'unauthorized', 'invalid user id, no token')
+    assertError(t, await api.request('GET', '/rooms/a%2Fb/presence'), 401, 'unauthorized', 'invalid room id, no token')
   })
 
   t.test('GET /rooms/:id/presence: nobody is online before the socket gateway', async (t) => {
@@ -42,20 +35,20 @@ eachBackend(t, async (t, backend) => {
     const own = await get('/rooms/hideout/presence', alice.token)
     t.equal(own.status, 200)
     t.strictSame(own.body, { room: 'hideout', online: [] }, 'the creator')
-    isError(t, await get('/rooms/hideout/presence', outsider.token), 403, 'forbidden', 'a non-member')
+    assertError(t, await get('/rooms/hideout/presence', outsider.token), 403, 'forbidden', 'a non-member')
 
     t.equal((await api.request('POST', '/rooms/hideout/members', { token: alice.token, json: { userId: bob.id } })).status, 204)
     const added = await get('/rooms/hideout/presence', bob.token)
     t.equal(added.status, 200)
     t.strictSame(added.body, { room: 'hideout', online: [] }, 'an added member')
     t.equal((await api.request('DELETE', `/rooms/hideout/members/${bob.id}`, { token: bob.token })).status, 204)
-    isError(t, await get('/rooms/hideout/presence', bob.token), 403, 'forbidden', 'after leaving')
+    assertError(t, await get('/rooms/hideout/presence', bob.token), 403, 'forbidden', 'after leaving')
   })
 
   t.test('GET /rooms/:id/presence errors', async (t) => {
-    isError(t, await get('/rooms/no-such-room/presence', alice.token), 404, 'not_found', 'unknown room')
+    assertError(t, await get('/rooms/no-such-room/presence', alice.token), 404, 'not_found', 'unknown room')
     for (const id of ['a%2Fb', '%2B', '%23', 'caf%C3%A9', 'a'.repeat(65)]) {
-      isError(t, await get(`/rooms/${id}/presence`, alice.token), 400, 'bad_request', `room id ${id.slice(0, 20)}`)
+      assertError(t, await get(`/rooms/${id}/presence`, alice.token), 400, 'bad_request', `room id ${id.slice(0, 20)}`)
     }
   })
 
@@ -79,10 +72,10 @@ eachBackend(t, async (t, backend) => {
   })
 
   t.test('GET /users/:id/presence errors', async (t) => {
-    isError(t, await get('/users/999999999999/presence', alice.token), 404, 'not_found', 'unknown user')
-    isError(t, await get('/users/999999999999999999/presence', alice.token), 404, 'not_found', 'unknown user, largest accepted id')
+    assertError(t, await get('/users/999999999999/presence', alice.token), 404, 'not_found', 'unknown user')
+    assertError(t, await get('/users/999999999999999999/presence', alice.token), 404, 'not_found', 'unknown user, largest accepted id')
     for (const id of ['abc', '0', '-1', '1.5', '1e3', `0${alice.id}`, '%20' + alice.id, '1234567890123456789', alice.username]) {
-      isError(t, await get(`/users/${id}/presence`, alice.token), 400, 'bad_request', `user id ${id}`)
+      assertError(t, await get(`/users/${id}/presence`, alice.token), 400, 'bad_request', `user id ${id}`)
     }
   })
 })

@@ -1,18 +1,11 @@
-import { createHmac } from 'node:crypto'
 import t, { type Test } from 'tap'
+import { assertError } from '../helpers/assertions.js'
 import type { ApiResponse } from '../helpers/http.js'
-import { eachBackend, startTestServer, TEST_SECRET } from '../helpers/server.js'
+import { eachBackend, startTestServer } from '../helpers/server.js'
+import { b64url, signJwt } from '../helpers/tokens.js'
 
 // An id that fits the id pattern but that no user or room will ever have in a fresh database.
 const UNKNOWN_USER = '999999999999'
-
-/** Asserts an error response: the exact status, the contract code, and nothing but {error, message}. */
-function isError (t: Test, res: ApiResponse, status: number, code: string, what: string): void {
-  t.equal(res.status, status, `${what}: status`)
-  t.strictSame(Object.keys(res.body ?? {}).sort(), ['error', 'message'], `${what}: body is exactly {error, message}`)
-  t.equal(res.body?.error, code, `${what}: error code`)
-  t.ok(typeof res.body?.message === 'string' && res.body.message.length > 0, `${what}: message is a non-empty string`)
-}
 
 function isIsoDate (value: unknown): boolean {
   return typeof value === 'string' && !Number.isNaN(Date.parse(value)) && new Date(value).toISOString() === value
@@ -26,17 +19,6 @@ function isRoom (t: Test, room: any, expected: ExpectedRoom, what: string): void
   const { createdAt, ...rest } = room ?? {}
   t.strictSame(rest, expected, `${what}: room values`)
   t.ok(isIsoDate(createdAt), `${what}: createdAt is ISO-8601 (${String(createdAt)})`)
-}
-
-function base64url (value: unknown): string {
-  return Buffer.from(JSON.stringify(value)).toString('base64url')
-}
-
-/** Hand-made HS256 token, so tests can produce tokens the server must refuse (expired, wrong key, no exp). */
-function signToken (payload: Record<string, unknown>, secret: string, alg = 'HS256'): string {
-  const unsigned = `${base64url({ alg, typ: 'JWT' })}.${base64url(payload)}`
-  if (alg === 'none') return `${unsigned}.`
-  return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`
 }
 
 eachBackend(t, async (t, backend) => {
@@ -73,7 +55,8 @@ eachBackend(t, async (t, backend) => {
   t.test('every room route refuses requests without a valid bearer token', async (t) => {
     const now = Math.floor(Date.now() / 1000)
     const claims = { sub: owner.id, username: owner.username }
-    const valid = signToken({ ...claims, iat: now, exp: now + 600 }, TEST_SECRET)
+    const HS256 = { alg: 'HS256', typ: 'JWT' }
+    const valid = signJwt(HS256, { ...claims, iat: now, exp: now + 600 })
     // The hand-made token must work, or the refusals below would prove nothing about their specific defect.
     t.equal((await api.request('GET', '/rooms', { headers: { authorization: `Bearer ${valid}` } })).status, 200, 'control: a hand-signed valid token is accepted')
 
@@ -84,11 +67,11 @@ eachBackend(t, async (t, backend) => {
       'not a JWT': { authorization: 'Bearer not-a-jwt' },
       'token without the Bearer scheme': { authorization: owner.token },
       'Basic credentials': { authorization: 'Basic dXNlcjpwYXNz' },
-      'signed with another secret': { authorization: `Bearer ${signToken({ ...claims, iat: now, exp: now + 600 }, 'another-secret-that-is-at-least-32-bytes!!')}` },
-      expired: { authorization: `Bearer ${signToken({ ...claims, iat: now - 7200, exp: now - 3600 }, TEST_SECRET)}` },
-      'no exp claim': { authorization: `Bearer ${signToken({ ...claims, iat: now }, TEST_SECRET)}` },
-      'alg none': { authorization: `Bearer ${signToken({ ...claims, iat: now, exp: now + 600 }, TEST_SECRET, 'none')}` },
-      'tampered payload': { authorization: `Bearer ${owner.token.split('.')[0] ?? ''}.${base64url({ ...claims, sub: member.id, exp: now + 600 })}.${owner.token.split('.')[2] ?? ''}` }
+      'signed with another secret': { authorization: `Bearer ${signJwt(HS256, { ...claims, iat: now, exp: now + 600 }, { secret: 'another-secret-that-is-at-least-32-bytes!!' })}` },
+      expired: { authorization: `Bearer ${signJwt(HS256, { ...claims, iat: now - 7200, exp: now - 3600 })}` },
+      'no exp claim': { authorization: `Bearer ${signJwt(HS256, { ...claims, iat: now })}` },
+      'alg none': { authorization: `Bearer ${signJwt({ alg: 'none', typ: 'JWT' }, { ...claims, iat: now, exp: now + 600 }, { unsigned: true })}` },
+      'tampered payload': { authorization: `Bearer ${owner.token.split('.')[0] ?? ''}.${b64url({ ...claims, sub: member.id, exp: now + 600 })}.${owner.token.split('.')[2] ?? ''}` }
     }
     const routes: Array<[string, string, unknown]> = [
       ['GET', '/rooms', undefined],
@@ -100,7 +83,7 @@ eachBackend(t, async (t, backend) => {
     for (const [method, path, json] of routes) {
       for (const [label, headers] of Object.entries(badHeaders)) {
         const res = await api.request(method, path, { headers, json })
-        isError(t, res, 401, 'unauthorized', `${method} ${path} with ${label}`)
+        assertError(t, res, 401, 'unauthorized', `${method} ${path} with ${label}`)
       }
     }
     // None of the refused creations may have happened.
@@ -109,11 +92,11 @@ eachBackend(t, async (t, backend) => {
 
   t.test('authentication is checked before the request is validated', async (t) => {
     // Without a token the caller must learn nothing else, not even that its input is malformed.
-    isError(t, await api.request('POST', '/rooms', { json: { id: 'a/b' } }), 401, 'unauthorized', 'POST /rooms invalid body, no token')
-    isError(t, await api.request('POST', '/rooms', { json: { id: 'x', extra: 1 } }), 401, 'unauthorized', 'POST /rooms extra field, no token')
-    isError(t, await api.request('GET', '/rooms/a%2Fb'), 401, 'unauthorized', 'GET /rooms/a%2Fb, no token')
-    isError(t, await api.request('POST', '/rooms/general/members', { json: { userId: 'abc' } }), 401, 'unauthorized', 'POST members invalid userId, no token')
-    isError(t, await api.request('DELETE', '/rooms/general/members/abc'), 401, 'unauthorized', 'DELETE members invalid userId, no token')
+    assertError(t, await api.request('POST', '/rooms', { json: { id: 'a/b' } }), 401, 'unauthorized', 'POST /rooms invalid body, no token')
+    assertError(t, await api.request('POST', '/rooms', { json: { id: 'x', extra: 1 } }), 401, 'unauthorized', 'POST /rooms extra field, no token')
+    assertError(t, await api.request('GET', '/rooms/a%2Fb'), 401, 'unauthorized', 'GET /rooms/a%2Fb, no token')
+    assertError(t, await api.request('POST', '/rooms/general/members', { json: { userId: 'abc' } }), 401, 'unauthorized', 'POST members invalid userId, no token')
+    assertError(t, await api.request('DELETE', '/rooms/general/members/abc'), 401, 'unauthorized', 'DELETE members invalid userId, no token')
   })
 
   t.test('POST /rooms creates a public room with defaults', async (t) => {
@@ -187,25 +170,25 @@ eachBackend(t, async (t, backend) => {
       'null body': null
     }
     for (const [label, json] of Object.entries(invalid)) {
-      isError(t, await create(owner.token, json), 400, 'bad_request', label)
+      assertError(t, await create(owner.token, json), 400, 'bad_request', label)
     }
-    isError(t, await api.request('POST', '/rooms', { token: owner.token }), 400, 'bad_request', 'no body')
-    isError(t, await api.request('POST', '/rooms', { token: owner.token, raw: '{"id":', contentType: 'application/json' }), 400, 'bad_request', 'malformed JSON')
-    isError(t, await api.request('POST', '/rooms', { token: owner.token, raw: 'id=bad-form', contentType: 'application/x-www-form-urlencoded' }), 400, 'bad_request', 'form body')
-    isError(t, await api.request('POST', '/rooms', { token: owner.token, raw: '{"id":"bad-text"}', contentType: 'text/plain' }), 400, 'bad_request', 'JSON sent as text/plain')
+    assertError(t, await api.request('POST', '/rooms', { token: owner.token }), 400, 'bad_request', 'no body')
+    assertError(t, await api.request('POST', '/rooms', { token: owner.token, raw: '{"id":', contentType: 'application/json' }), 400, 'bad_request', 'malformed JSON')
+    assertError(t, await api.request('POST', '/rooms', { token: owner.token, raw: 'id=bad-form', contentType: 'application/x-www-form-urlencoded' }), 400, 'bad_request', 'form body')
+    assertError(t, await api.request('POST', '/rooms', { token: owner.token, raw: '{"id":"bad-text"}', contentType: 'text/plain' }), 400, 'bad_request', 'JSON sent as text/plain')
     const ids = await roomIds(owner.token)
     t.strictSame(ids.filter((id) => id.startsWith('bad-')), [], 'no invalid request created a room')
   })
 
   t.test('POST /rooms refuses a body over the limit with 413', async (t) => {
     const res = await create(owner.token, { id: 'huge', title: 'x'.repeat(70 * 1024) })
-    isError(t, res, 413, 'payload_too_large', 'a 70 KiB body')
+    assertError(t, res, 413, 'payload_too_large', 'a 70 KiB body')
   })
 
   t.test('POST /rooms with an existing id is 409 conflict', async (t) => {
-    isError(t, await create(member.token, { id: 'general' }), 409, 'conflict', 'general')
-    isError(t, await create(member.token, { id: 'pub', title: 'again' }), 409, 'conflict', 'pub by another user')
-    isError(t, await create(owner.token, { id: 'pub', private: true }), 409, 'conflict', 'pub by its creator')
+    assertError(t, await create(member.token, { id: 'general' }), 409, 'conflict', 'general')
+    assertError(t, await create(member.token, { id: 'pub', title: 'again' }), 409, 'conflict', 'pub by another user')
+    assertError(t, await create(owner.token, { id: 'pub', private: true }), 409, 'conflict', 'pub by its creator')
     // The loser of the conflict must not have changed the existing room.
     const pub = await get('/rooms/pub', owner.token)
     isRoom(t, pub.body, { id: 'pub', title: 'pub', private: false, createdBy: owner.id, lastSeq: 0 }, 'pub unchanged')
@@ -236,8 +219,8 @@ eachBackend(t, async (t, backend) => {
   t.test('GET /rooms/:id: unknown and invisible private rooms are the same 404', async (t) => {
     const unknown = await get('/rooms/no-such-room', outsider.token)
     const hidden = await get('/rooms/secret', outsider.token)
-    isError(t, unknown, 404, 'not_found', 'unknown room')
-    isError(t, hidden, 404, 'not_found', 'private room, not a member')
+    assertError(t, unknown, 404, 'not_found', 'unknown room')
+    assertError(t, hidden, 404, 'not_found', 'private room, not a member')
     t.notMatch(hidden.body.message, /private|member/i, 'the message does not say the room exists but is private')
     const visible = await get('/rooms/secret', owner.token)
     t.equal(visible.status, 200, 'the member still gets it')
@@ -245,19 +228,19 @@ eachBackend(t, async (t, backend) => {
 
   t.test('GET /rooms/:id rejects invalid ids with 400', async (t) => {
     for (const path of ['/rooms/a%2Fb', '/rooms/%2B', '/rooms/+', '/rooms/%23', '/rooms/a%20b', '/rooms/caf%C3%A9', `/rooms/${'a'.repeat(65)}`]) {
-      isError(t, await get(path, owner.token), 400, 'bad_request', `GET ${path}`)
+      assertError(t, await get(path, owner.token), 400, 'bad_request', `GET ${path}`)
     }
   })
 
   t.test('malformed URLs and overlong ids are 400 with the contract body', async (t) => {
     // The router rejects these itself; the answer must still be a contract error, not Fastify's default shape.
-    isError(t, await get('/rooms/%E0%A4', owner.token), 400, 'bad_request', 'invalid percent-encoding')
-    isError(t, await get(`/rooms/${'a'.repeat(250)}`, owner.token), 400, 'bad_request', '250-char room id')
+    assertError(t, await get('/rooms/%E0%A4', owner.token), 400, 'bad_request', 'invalid percent-encoding')
+    assertError(t, await get(`/rooms/${'a'.repeat(250)}`, owner.token), 400, 'bad_request', '250-char room id')
   })
 
   t.test('public room: anyone joins themselves, only members add others', async (t) => {
     // outsider is not a member of pub, so it may not bring someone else in.
-    isError(t, await addMember(outsider.token, 'pub', target.id), 403, 'forbidden', 'non-member adds another user')
+    assertError(t, await addMember(outsider.token, 'pub', target.id), 403, 'forbidden', 'non-member adds another user')
     const joined = await addMember(outsider.token, 'pub', outsider.id)
     t.equal(joined.status, 204, 'self-join')
     t.equal(joined.text, '', '204 has no body')
@@ -270,9 +253,9 @@ eachBackend(t, async (t, backend) => {
   })
 
   t.test('POST /rooms/:id/members errors', async (t) => {
-    isError(t, await addMember(owner.token, 'pub', UNKNOWN_USER), 404, 'not_found', 'unknown user')
-    isError(t, await addMember(owner.token, 'no-such-room', owner.id), 404, 'not_found', 'unknown room')
-    isError(t, await addMember(owner.token, 'no-such-room', target.id), 404, 'not_found', 'unknown room, other user')
+    assertError(t, await addMember(owner.token, 'pub', UNKNOWN_USER), 404, 'not_found', 'unknown user')
+    assertError(t, await addMember(owner.token, 'no-such-room', owner.id), 404, 'not_found', 'unknown room')
+    assertError(t, await addMember(owner.token, 'no-such-room', target.id), 404, 'not_found', 'unknown room, other user')
     const invalid: Record<string, unknown> = {
       'userId "abc"': { userId: 'abc' },
       'userId as a number': { userId: Number(target.id) },
@@ -286,9 +269,9 @@ eachBackend(t, async (t, backend) => {
       'array body': [{ userId: target.id }]
     }
     for (const [label, json] of Object.entries(invalid)) {
-      isError(t, await api.request('POST', '/rooms/pub/members', { token: owner.token, json }), 400, 'bad_request', label)
+      assertError(t, await api.request('POST', '/rooms/pub/members', { token: owner.token, json }), 400, 'bad_request', label)
     }
-    isError(t, await api.request('POST', '/rooms/a%2Fb/members', { token: owner.token, json: { userId: owner.id } }), 400, 'bad_request', 'invalid room id')
+    assertError(t, await api.request('POST', '/rooms/a%2Fb/members', { token: owner.token, json: { userId: owner.id } }), 400, 'bad_request', 'invalid room id')
   })
 
   t.test('private room: members add others, who then see the room', async (t) => {
@@ -301,13 +284,13 @@ eachBackend(t, async (t, backend) => {
     // Any member, not only the creator, may add others to a private room.
     t.equal((await addMember(member.token, 'secret', target.id)).status, 204, 'a non-creator member adds someone')
     t.equal((await get('/rooms/secret', target.token)).status, 200, 'who can then GET it')
-    isError(t, await addMember(member.token, 'secret', UNKNOWN_USER), 404, 'not_found', 'unknown user')
+    assertError(t, await addMember(member.token, 'secret', UNKNOWN_USER), 404, 'not_found', 'unknown user')
   })
 
   t.test('API.md: only a member may add others to a private room (403)', async (t) => {
     // API.md names 403 for this case, and answers 403 for a non-member reading a private room's history too.
-    isError(t, await addMember(outsider.token, 'secret', target.id), 403, 'forbidden', 'non-member adds a member of it')
-    isError(t, await addMember(outsider.token, 'secret', outsider.id), 403, 'forbidden', 'non-member adds itself')
+    assertError(t, await addMember(outsider.token, 'secret', target.id), 403, 'forbidden', 'non-member adds a member of it')
+    assertError(t, await addMember(outsider.token, 'secret', outsider.id), 403, 'forbidden', 'non-member adds itself')
     t.equal((await get('/rooms/secret', outsider.token)).status, 404, 'the refused self-add did not make it a member')
   })
 
@@ -317,26 +300,26 @@ eachBackend(t, async (t, backend) => {
     for (const u of [member, target, fresh]) t.equal((await addMember(owner.token, 'club', u.id)).status, 204, `add ${u.username}`)
 
     // Only the creator removes others: a plain member cannot, and nothing changes.
-    isError(t, await removeMember(member.token, 'club', target.id), 403, 'forbidden', 'member removes another member')
-    isError(t, await removeMember(member.token, 'club', owner.id), 403, 'forbidden', 'member removes the creator')
+    assertError(t, await removeMember(member.token, 'club', target.id), 403, 'forbidden', 'member removes another member')
+    assertError(t, await removeMember(member.token, 'club', owner.id), 403, 'forbidden', 'member removes the creator')
     t.equal((await get('/rooms/club', target.token)).status, 200, 'the refused removal left target in')
 
     const removed = await removeMember(owner.token, 'club', target.id)
     t.equal(removed.status, 204, 'the creator removes a member')
     t.equal(removed.text, '', '204 has no body')
-    isError(t, await get('/rooms/club', target.token), 404, 'not_found', 'the removed user no longer sees the private room')
+    assertError(t, await get('/rooms/club', target.token), 404, 'not_found', 'the removed user no longer sees the private room')
     t.notOk((await roomIds(target.token)).includes('club'), 'nor lists it')
     t.equal((await removeMember(owner.token, 'club', target.id)).status, 204, 'removing a non-member is idempotent')
     t.equal((await removeMember(owner.token, 'club', outsider.id)).status, 204, 'removing a never-member is a no-op')
 
     t.equal((await removeMember(member.token, 'club', member.id)).status, 204, 'a member removes itself')
-    isError(t, await get('/rooms/club', member.token), 404, 'not_found', 'and loses sight of the room')
+    assertError(t, await get('/rooms/club', member.token), 404, 'not_found', 'and loses sight of the room')
 
-    isError(t, await removeMember(owner.token, 'club', UNKNOWN_USER), 404, 'not_found', 'unknown user')
-    isError(t, await removeMember(owner.token, 'no-such-room', owner.id), 404, 'not_found', 'unknown room')
-    isError(t, await removeMember(owner.token, 'club', 'abc'), 400, 'bad_request', 'non-numeric userId')
-    isError(t, await removeMember(owner.token, 'club', '0'), 400, 'bad_request', 'userId 0')
-    isError(t, await removeMember(owner.token, 'a%2Fb', owner.id), 400, 'bad_request', 'invalid room id')
+    assertError(t, await removeMember(owner.token, 'club', UNKNOWN_USER), 404, 'not_found', 'unknown user')
+    assertError(t, await removeMember(owner.token, 'no-such-room', owner.id), 404, 'not_found', 'unknown room')
+    assertError(t, await removeMember(owner.token, 'club', 'abc'), 400, 'bad_request', 'non-numeric userId')
+    assertError(t, await removeMember(owner.token, 'club', '0'), 400, 'bad_request', 'userId 0')
+    assertError(t, await removeMember(owner.token, 'a%2Fb', owner.id), 400, 'bad_request', 'invalid room id')
     t.equal((await get('/rooms/club', fresh.token)).status, 200, 'uninvolved member kept its membership')
   })
 
@@ -344,14 +327,14 @@ eachBackend(t, async (t, backend) => {
     t.equal((await create(owner.token, { id: 'square' })).status, 201)
     t.equal((await addMember(member.token, 'square', member.id)).status, 204)
     t.equal((await addMember(target.token, 'square', target.id)).status, 204)
-    isError(t, await removeMember(member.token, 'square', target.id), 403, 'forbidden', 'member removes another member')
-    isError(t, await removeMember(outsider.token, 'square', owner.id), 403, 'forbidden', 'non-member removes the creator')
+    assertError(t, await removeMember(member.token, 'square', target.id), 403, 'forbidden', 'member removes another member')
+    assertError(t, await removeMember(outsider.token, 'square', owner.id), 403, 'forbidden', 'non-member removes the creator')
     t.equal((await removeMember(outsider.token, 'square', outsider.id)).status, 204, 'a non-member removing itself is a no-op')
     t.equal((await removeMember(member.token, 'square', member.id)).status, 204, 'member leaves')
     // Having left, member is no longer allowed to bring others in.
-    isError(t, await addMember(member.token, 'square', outsider.id), 403, 'forbidden', 'former member adds someone')
+    assertError(t, await addMember(member.token, 'square', outsider.id), 403, 'forbidden', 'former member adds someone')
     t.equal((await removeMember(owner.token, 'square', target.id)).status, 204, 'creator removes a member')
-    isError(t, await addMember(target.token, 'square', outsider.id), 403, 'forbidden', 'removed member adds someone')
+    assertError(t, await addMember(target.token, 'square', outsider.id), 403, 'forbidden', 'removed member adds someone')
     t.equal((await get('/rooms/square', target.token)).status, 200, 'a public room stays visible after removal')
   })
 
@@ -360,7 +343,7 @@ eachBackend(t, async (t, backend) => {
     t.equal((await create(owner.token, { id: 'vault', private: true })).status, 201)
     t.equal((await addMember(owner.token, 'vault', member.id)).status, 204)
     t.equal((await removeMember(outsider.token, 'vault', outsider.id)).status, 204, 'non-member removes itself')
-    isError(t, await removeMember(outsider.token, 'vault', member.id), 403, 'forbidden', 'non-member removes a member')
+    assertError(t, await removeMember(outsider.token, 'vault', member.id), 403, 'forbidden', 'non-member removes a member')
     t.equal((await get('/rooms/vault', member.token)).status, 200, 'member kept its membership')
     t.equal((await removeMember(member.token, 'vault', member.id)).status, 204, 'member leaves')
     t.equal((await removeMember(member.token, 'vault', member.id)).status, 204, 'leaving again is idempotent')
