@@ -4,6 +4,7 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance, type F
 import configPlugin from '../plugins/infra/config.js'
 import corsPlugin from '../plugins/infra/cors.js'
 import dbPlugin, { type OpenDatabase } from '../plugins/infra/db.js'
+import redisPlugin from '../plugins/infra/redis.js'
 import authPlugin from '../plugins/infra/auth.js'
 import authRoutes from '../plugins/routes/auth.js'
 import healthRoutes from '../plugins/routes/health.js'
@@ -54,6 +55,7 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
   await app.register(configPlugin, { config })
   await app.register(corsPlugin)
   await app.register(dbPlugin, { openDatabase: options.openDatabase })
+  await app.register(redisPlugin)
   await app.register(authPlugin)
 
   await app.register(healthRoutes)

@@ -6,7 +6,7 @@ import { ErrorResponse } from '../../src/protocol/resources.js'
 const READY_TIMEOUT_MS = 2000
 
 const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { database } = fastify
+  const { database, redis } = fastify
 
   fastify.get('/health', {
     schema: { response: { 200: Type.Object({ status: Type.Literal('ok') }) } }
@@ -19,6 +19,13 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       await withTimeout(database.ping(), READY_TIMEOUT_MS)
     } catch {
       throw new AppError('unavailable', 'database is not answering')
+    }
+    if (redis !== null) {
+      try {
+        await withTimeout(redis.ping(), READY_TIMEOUT_MS)
+      } catch {
+        throw new AppError('unavailable', 'redis is not answering')
+      }
     }
     return { status: 'ready' as const }
   })

@@ -1,0 +1,32 @@
+import fp from 'fastify-plugin'
+import { Redis } from 'ioredis'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The Redis connection when REDIS_URL is set (multi-node fan-out and presence), else null. */
+    redis: Redis | null
+  }
+}
+
+/**
+ * Connects to REDIS_URL if set. A Redis that is down at start does not stop the server: the client
+ * keeps reconnecting and `/ready` says 503 meanwhile.
+ */
+export default fp(async (fastify) => {
+  const { url } = fastify.config.redis
+  if (url === null) {
+    fastify.decorate('redis', null)
+    return
+  }
+  const redis = new Redis(url, {
+    // Fail commands at once while disconnected instead of queueing them behind a reconnect.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2000)
+  })
+  redis.on('error', (error) => fastify.log.warn({ err: error }, 'redis connection problem'))
+  fastify.decorate('redis', redis)
+  fastify.addHook('onClose', async () => {
+    redis.disconnect()
+  })
+}, { name: 'redis', dependencies: ['config'] })
