@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { join, resolve } from 'node:path'
 import { parseEnv } from 'node:util'
 import { Type, type Static } from 'typebox'
@@ -28,7 +29,7 @@ export const EnvSchema = Type.Object({
   LOGIN_LOCKOUT: Int(1, 86_400, 900, 'seconds the failure count is kept'),
   HASH_CONCURRENCY: Int(1, 64, 2, 'password hashes computed at once'),
   HASH_QUEUE: Int(0, 10_000, 64, 'password hashes waiting before 503'),
-  TRUST_PROXY: Type.String({ pattern: '^(|true|false|[0-9]{1,2}|[0-9a-fA-F.:/,\\s]+)$', default: '', description: 'empty, true, a hop count, or a comma-separated list of proxy addresses/CIDRs' }),
+  TRUST_PROXY: Type.String({ default: '', description: 'empty, true, a hop count, or a comma-separated list of proxy addresses/CIDRs' }),
   CORS_ORIGINS: Type.String({ pattern: '^(\\*|[^*]*)$', default: '*', description: '`*`, empty, or a comma-separated list of origins' })
 })
 export type Env = Static<typeof EnvSchema>
@@ -90,7 +91,7 @@ export function loadConfig (source: Readonly<Record<string, string | undefined>>
     if (value !== undefined) raw[key] = value.trim()
   }
   const env = withDefaults(raw)
-  const problems = [...schemaProblems(env), ...rangeProblems(env)]
+  const problems = [...schemaProblems(env), ...rangeProblems(env), ...trustProxyProblems(env.TRUST_PROXY)]
   const production = env.NODE_ENV === 'production'
   if (env.JWT_SECRET === '' && production) {
     problems.push('JWT_SECRET: required when NODE_ENV=production (at least 32 random bytes, e.g. `openssl rand -base64 48`)')
@@ -157,6 +158,22 @@ function rangeProblems (env: Env): string[] {
 
 function parseOrigins (value: string): '*' | string[] {
   return value === '*' ? '*' : value.split(',').map((origin) => origin.trim()).filter((origin) => origin !== '')
+}
+
+/** proxy-addr's named ranges, accepted besides addresses and CIDRs. */
+const NAMED_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+function trustProxyProblems (value: string): string[] {
+  const setting = parseTrustProxy(value)
+  if (!Array.isArray(setting)) return []
+  const bad = setting.filter((entry) => {
+    if (NAMED_RANGES.has(entry)) return false
+    const [address = '', prefix, extra] = entry.split('/')
+    const family = isIP(address)
+    const maxPrefix = family === 6 ? 128 : 32
+    return family === 0 || extra !== undefined || (prefix !== undefined && !(/^[0-9]{1,3}$/.test(prefix) && Number(prefix) <= maxPrefix))
+  })
+  return bad.length === 0 ? [] : [`TRUST_PROXY: must be empty, true, a hop count, or addresses/CIDRs (not ${bad.map((b) => JSON.stringify(b)).join(', ')})`]
 }
 
 function parseTrustProxy (value: string): boolean | number | string[] {

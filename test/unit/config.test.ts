@@ -178,3 +178,28 @@ t.test('real variables spread over the file win', async (t) => {
   t.equal(config.http.port, 5000)
   t.equal(config.log.level, 'debug')
 })
+
+t.test('CORS_ORIGINS: `*` by default, a trimmed list, or empty for none', async (t) => {
+  const at = (value?: string): unknown => loadConfig({ JWT_SECRET: SECRET, ...(value === undefined ? {} : { CORS_ORIGINS: value }) }).http.corsOrigins
+  t.equal(at(), '*')
+  t.same(at(' https://a.example , http://localhost:5173,'), ['https://a.example', 'http://localhost:5173'])
+  t.same(at(''), [])
+  t.match(problemsOf(t, { CORS_ORIGINS: 'https://a.example,*' }).join('\n'), /CORS_ORIGINS/)
+})
+
+t.test('TRUST_PROXY: off by default; true, a hop count, or a list of addresses', async (t) => {
+  const at = (value?: string): unknown => loadConfig({ JWT_SECRET: SECRET, ...(value === undefined ? {} : { TRUST_PROXY: value }) }).http.trustProxy
+  t.equal(at(), false)
+  t.equal(at('false'), false)
+  t.equal(at('true'), true)
+  t.equal(at('2'), 2)
+  t.same(at('10.0.0.0/8, 127.0.0.1'), ['10.0.0.0/8', '127.0.0.1'])
+  t.match(problemsOf(t, { TRUST_PROXY: 'everyone' }).join('\n'), /TRUST_PROXY/)
+})
+
+t.test('TRUST_PROXY entries must be addresses, CIDRs or named ranges', async (t) => {
+  t.same(loadConfig({ JWT_SECRET: SECRET, TRUST_PROXY: 'loopback, ::1, fd00::/8, 192.168.0.0/16' }).http.trustProxy, ['loopback', '::1', 'fd00::/8', '192.168.0.0/16'])
+  for (const value of ['abc', '10.0.0.0/33', '10.0.0.1/8/1', 'not a host']) {
+    t.match(problemsOf(t, { TRUST_PROXY: value }).join('\n'), /TRUST_PROXY/, value)
+  }
+})
