@@ -1,11 +1,11 @@
-import { METHODS } from 'node:http'
 import { pathToFileURL } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import type { OpenDatabase } from '../plugins/infra/db.js'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, readEnvFile, type Config } from './config.js'
-import { createHttpBridge, type HttpDispatch } from './http/uws-bridge.js'
+import { createNodeDispatch } from './http/node-dispatch.js'
+import { createHttpBridge } from './http/uws-bridge.js'
 import { startListener } from './listener.js'
 import { loggerOptions } from './logger.js'
 
@@ -18,14 +18,13 @@ export interface RunningServer {
 }
 
 const DRAIN_TIMEOUT_MS = 10_000
-const KNOWN_METHODS = new Set(METHODS)
 
 /** Starts the database, the REST app and the one uWS listener in front of them. */
 export async function startServer (config: Config, logger: Logger | false, openDatabase?: OpenDatabase): Promise<RunningServer> {
   const app = await buildApp(config, { logger, openDatabase })
   await app.ready()
   const bridge = createHttpBridge({
-    dispatch: injectInto(app),
+    dispatch: createNodeDispatch((req, res) => { app.routing(req, res) }),
     bodyLimit: config.http.bodyLimit,
     onError: (error) => app.log.error({ err: error }, 'http bridge failed')
   })
@@ -50,27 +49,6 @@ export async function startServer (config: Config, logger: Logger | false, openD
       })()
       return closing
     }
-  }
-}
-
-/**
- * Hands a bridged request to Fastify's router through `inject` (light-my-request), the maintained
- * way to run Fastify without its own listener; bench/ reports what it costs against a plain listener.
- */
-function injectInto (app: FastifyInstance): HttpDispatch {
-  return async (request) => {
-    if (!KNOWN_METHODS.has(request.method)) {
-      const body = Buffer.from(JSON.stringify({ error: 'not_found', message: `no route for ${request.method}` }))
-      return { statusCode: 404, headers: { 'content-type': 'application/json; charset=utf-8' }, body }
-    }
-    const response = await app.inject({
-      method: request.method as 'GET',
-      url: request.url,
-      headers: request.headers,
-      remoteAddress: request.remoteAddress,
-      ...(request.body === undefined ? {} : { payload: request.body })
-    })
-    return { statusCode: response.statusCode, headers: response.headers, body: response.rawPayload }
   }
 }
 
