@@ -47,3 +47,13 @@ export async function startTcpProxy (targetHost: string, targetPort: number): Pr
     }
   }
 }
+
+/** A proxy in front of the server a URL names; returns the URL that goes through it instead. */
+export async function proxyUrl (url: string, defaultPort: number): Promise<{ proxy: TcpProxy, url: string }> {
+  const target = new URL(url)
+  const proxy = await startTcpProxy(target.hostname, Number(target.port === '' ? defaultPort : target.port))
+  const proxied = new URL(url)
+  proxied.hostname = '127.0.0.1'
+  proxied.port = String(proxy.port)
+  return { proxy, url: proxied.toString() }
+}

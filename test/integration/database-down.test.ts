@@ -1,7 +1,7 @@
 import t from 'tap'
 import { backends } from '../helpers/backends.js'
 import { startTestServer } from '../helpers/server.js'
-import { startTcpProxy } from '../helpers/tcp-proxy.js'
+import { proxyUrl } from '../helpers/tcp-proxy.js'
 
 // The embedded database lives inside the server process and cannot go away on its own; a real
 // Postgres can, so this runs against the machine's Postgres through a proxy the test can cut.
@@ -10,14 +10,10 @@ const postgres = backends().run.find((b) => b.name === 'postgres')
 t.test('REST answers 503 unavailable while Postgres is unreachable, and recovers', { skip: postgres === undefined ? 'postgres: TEST_DATABASE_URL is not set' : false }, async (t) => {
   const { url, drop } = await postgres!.provision()
   t.teardown(drop)
-  const target = new URL(url!)
-  const proxy = await startTcpProxy(target.hostname, Number(target.port === '' ? 5432 : target.port))
+  const { proxy, url: proxied } = await proxyUrl(url!, 5432)
   t.teardown(async () => await proxy.close())
-  const proxied = new URL(url!)
-  proxied.hostname = '127.0.0.1'
-  proxied.port = String(proxy.port)
 
-  const { api } = await startTestServer(t, { name: 'postgres', provision: async () => ({ url: proxied.toString(), drop: async () => {} }) })
+  const { api } = await startTestServer(t, { name: 'postgres', provision: async () => ({ url: proxied, drop: async () => {} }) })
   const alice = await api.user('down')
   t.equal((await api.request('GET', '/rooms', { token: alice.token })).status, 200)
 

@@ -3,7 +3,7 @@ import t from 'tap'
 import { assertError } from '../helpers/assertions.js'
 import { backends } from '../helpers/backends.js'
 import { startTestServer } from '../helpers/server.js'
-import { startTcpProxy } from '../helpers/tcp-proxy.js'
+import { proxyUrl } from '../helpers/tcp-proxy.js'
 
 // /ready includes Redis when REDIS_URL is set (API.md); the database side is covered in health.test.ts.
 const [embedded] = backends().run
@@ -39,13 +39,9 @@ t.test('an unreachable Redis makes /ready 503 but does not stop the server', asy
 
 const redisUrl = process.env.TEST_REDIS_URL
 t.test('/ready follows Redis going away and coming back', { skip: redisUrl === undefined || redisUrl === '' ? 'redis: TEST_REDIS_URL is not set' : false }, async (t) => {
-  const target = new URL(redisUrl!)
-  const proxy = await startTcpProxy(target.hostname, Number(target.port === '' ? 6379 : target.port))
+  const { proxy, url: proxied } = await proxyUrl(redisUrl!, 6379)
   t.teardown(async () => await proxy.close())
-  const proxied = new URL(redisUrl!)
-  proxied.hostname = '127.0.0.1'
-  proxied.port = String(proxy.port)
-  const { api } = await startTestServer(t, embedded!, { env: { REDIS_URL: proxied.toString() } })
+  const { api } = await startTestServer(t, embedded!, { env: { REDIS_URL: proxied } })
   const status = async (): Promise<number> => (await api.request('GET', '/ready')).status
 
   t.equal(await readyWithin(status, 200, 5000), 200, 'ready with Redis up')
