@@ -11,8 +11,8 @@ import healthRoutes from '../plugins/routes/health.js'
 import historyRoutes from '../plugins/routes/history.js'
 import presenceRoutes from '../plugins/routes/presence.js'
 import roomRoutes from '../plugins/routes/rooms.js'
-import type { Config } from './config.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
+import type { Config } from './config.js'
 import { AppError, codeForStatus, type ErrorBody } from './errors.js'
 
 export interface AppOptions {

@@ -12,7 +12,7 @@ const Credentials = Type.Object({
 }, { additionalProperties: false })
 
 const LoginBody = Type.Object({
-  // Login accepts any name up to the register limits' size so a bad name is just a failed login.
+  // Login takes any name, not only well-formed ones: a malformed name is just another failed login.
   username: Type.String({ minLength: 1, maxLength: 64 }),
   password: Type.String({ minLength: 1, maxLength: 256 })
 }, { additionalProperties: false })
