@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import { assertError } from '../helpers/assertions.js'
 import type { ApiResponse } from '../helpers/http.js'
+import { backends } from '../helpers/backends.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
 import { b64url, decodeJwt, signJwt } from '../helpers/tokens.js'
 
@@ -118,4 +119,14 @@ eachBackend(t, async (t, backend) => {
     ]
     for (const [label, payload] of cases) assertUnauthorized(t, await rooms(`Bearer ${signJwt(HS256, payload)}`), label)
   })
+})
+
+t.test('a login token stops working once JWT_TTL has passed', async (t) => {
+  const [embedded] = backends().run
+  const { api } = await startTestServer(t, embedded!, { env: { JWT_TTL: '1' } })
+  const user = await api.user('shortlived')
+  t.equal((await api.request('GET', '/rooms', { token: user.token })).status, 200, 'fresh token works')
+  // exp has one-second resolution: two seconds guarantees it has passed.
+  await new Promise((resolve) => setTimeout(resolve, 2100))
+  assertError(t, await api.request('GET', '/rooms', { token: user.token }), 401, 'unauthorized', 'expired login token')
 })

@@ -203,3 +203,9 @@ t.test('TRUST_PROXY entries must be addresses, CIDRs or named ranges', async (t)
     t.match(problemsOf(t, { TRUST_PROXY: value }).join('\n'), /TRUST_PROXY/, value)
   }
 })
+
+t.test('short lifetimes are allowed (tests of expiry and heartbeats use them)', async (t) => {
+  const config = loadConfig({ JWT_SECRET: SECRET, JWT_TTL: '1', HEARTBEAT_TIMEOUT: '1' })
+  t.equal(config.jwt.ttlSeconds, 1)
+  t.equal(config.heartbeatSeconds, 1)
+})
