@@ -5,7 +5,6 @@ import { ErrorResponse, Id, RoomId } from '../../src/protocol/resources.js'
 
 export const RoomParams = Type.Object({ id: RoomId })
 export const UserParams = Type.Object({ id: Id })
-export const BearerAuth = [{ bearerAuth: [] }]
 
 /** Error statuses every authenticated route can answer with. */
 export const authErrors = { 400: ErrorResponse, 401: ErrorResponse, 500: ErrorResponse, 503: ErrorResponse }
