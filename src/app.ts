@@ -1,11 +1,13 @@
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv } from 'ajv'
+import type { TemplatedApp } from 'uWebSockets.js'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import configPlugin from '../plugins/infra/config.js'
 import corsPlugin from '../plugins/infra/cors.js'
 import dbPlugin, { type OpenDatabase } from '../plugins/infra/db.js'
 import redisPlugin from '../plugins/infra/redis.js'
 import authPlugin from '../plugins/infra/auth.js'
+import realtimePlugin from '../plugins/infra/realtime.js'
 import authRoutes from '../plugins/routes/auth.js'
 import healthRoutes from '../plugins/routes/health.js'
 import historyRoutes from '../plugins/routes/history.js'
@@ -20,6 +22,8 @@ export interface AppOptions {
   readonly logger: FastifyServerOptions['loggerInstance'] | FastifyServerOptions['logger']
   /** Opens the database; tests wrap it to simulate outages. Defaults to `createDatabase`. */
   readonly openDatabase?: OpenDatabase | undefined
+  /** The uWS app in front: with it the app serves `/ws` too; without it, REST only. */
+  readonly uws?: TemplatedApp | undefined
 }
 
 /** Query strings and path parameters arrive as text, so only they get type coercion; bodies are checked as sent. */
@@ -57,6 +61,7 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
   await app.register(dbPlugin, { openDatabase: options.openDatabase })
   await app.register(redisPlugin)
   await app.register(authPlugin)
+  if (options.uws !== undefined) await app.register(realtimePlugin, { uws: options.uws })
 
   await app.register(healthRoutes)
   await app.register(authRoutes)

@@ -30,7 +30,13 @@ export const EnvSchema = Type.Object({
   HASH_CONCURRENCY: Int(1, 64, 2, 'password hashes computed at once'),
   HASH_QUEUE: Int(0, 10_000, 64, 'password hashes waiting before 503'),
   TRUST_PROXY: Type.String({ default: '', description: 'empty, true, a hop count, or a comma-separated list of proxy addresses/CIDRs' }),
-  CORS_ORIGINS: Type.String({ pattern: '^(\\*|[^*]*)$', default: '*', description: '`*`, empty, or a comma-separated list of origins' })
+  CORS_ORIGINS: Type.String({ pattern: '^(\\*|[^*]*)$', default: '*', description: '`*`, empty, or a comma-separated list of origins' }),
+  WS_RATE: Int(1, 1_000_000, 50, 'frames per second one socket may send, sustained'),
+  WS_BURST: Int(1, 1_000_000, 100, 'frames one socket may send at once above WS_RATE'),
+  WS_MAX_BACKPRESSURE: Int(65_536, 67_108_864, 1_048_576, 'bytes queued for one socket before it is closed as too slow'),
+  WRITE_MAX_BATCH: Int(1, 5000, 500, 'messages per group commit'),
+  WRITE_MAX_DELAY_MS: Int(0, 1000, 2, 'milliseconds a message may wait for its group commit to fill'),
+  WRITE_QUEUE_LIMIT: Int(1, 1_000_000, 10_000, 'messages waiting to be written before `unavailable`')
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -52,6 +58,13 @@ export interface Config {
   readonly jwt: { readonly secret: string, readonly ttlSeconds: number }
   readonly log: { readonly level: LogLevel }
   readonly heartbeatSeconds: number
+  readonly socket: {
+    /** Token bucket per socket: sustained frames/s and burst. */
+    readonly rate: number
+    readonly burst: number
+    readonly maxBackpressure: number
+  }
+  readonly writer: { readonly maxBatch: number, readonly maxDelayMs: number, readonly queueLimit: number }
   readonly auth: {
     /** scrypt cost as log2(N); 17 is OWASP's recommendation for r=8, p=1. */
     readonly scryptLogN: number
@@ -109,6 +122,8 @@ export function loadConfig (source: Readonly<Record<string, string | undefined>>
     jwt: { secret: env.JWT_SECRET === '' ? devSecret(dataDir) : env.JWT_SECRET, ttlSeconds: Number(env.JWT_TTL) },
     log: { level: env.LOG_LEVEL },
     heartbeatSeconds: Number(env.HEARTBEAT_TIMEOUT),
+    socket: { rate: Number(env.WS_RATE), burst: Number(env.WS_BURST), maxBackpressure: Number(env.WS_MAX_BACKPRESSURE) },
+    writer: { maxBatch: Number(env.WRITE_MAX_BATCH), maxDelayMs: Number(env.WRITE_MAX_DELAY_MS), queueLimit: Number(env.WRITE_QUEUE_LIMIT) },
     auth: {
       scryptLogN: 17,
       hashConcurrency: Number(env.HASH_CONCURRENCY),

@@ -1,6 +1,8 @@
-import { App, us_listen_socket_close, us_socket_local_port, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from 'uWebSockets.js'
+import { us_listen_socket_close, us_socket_local_port, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from 'uWebSockets.js'
 
 export interface ListenerOptions {
+  /** The uWS app to listen with; routes such as `/ws` may already be on it. */
+  readonly app: TemplatedApp
   readonly host: string
   readonly port: number
   /** Serves every request that no other route (such as `/ws`) takes. */
@@ -19,7 +21,7 @@ export interface Listener {
 }
 
 export async function startListener (options: ListenerOptions): Promise<Listener> {
-  const app = App()
+  const { app } = options
   app.any('/*', options.http)
   const token = await new Promise<us_listen_socket | false>((resolve) => {
     app.listen(options.host, options.port, resolve)

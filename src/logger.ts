@@ -1,4 +1,4 @@
-import type { LoggerOptions } from 'pino'
+import type { LogFn, LoggerOptions } from 'pino'
 import type { LogLevel } from './config.js'
 
 /** Paths never written to the log: credentials in headers, bodies and tokens wherever they appear. */
@@ -26,4 +26,11 @@ export function loggerOptions (level: LogLevel): LoggerOptions {
       req: (req: { method: string, url: string, ip?: string }) => ({ method: req.method, url: redactUrl(req.url), ip: req.ip })
     }
   }
+}
+
+/** The logging the core needs; Fastify's logger and pino's both fit, so the core knows neither. */
+export interface Log {
+  error: LogFn
+  warn: LogFn
+  info: LogFn
 }

@@ -1,6 +1,7 @@
 import { pathToFileURL } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
+import { App } from 'uWebSockets.js'
 import type { OpenDatabase } from '../plugins/infra/db.js'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, readEnvFile, type Config } from './config.js'
@@ -13,7 +14,10 @@ export interface RunningServer {
   readonly app: FastifyInstance
   /** The port the listener is bound to. */
   readonly port: number
-  /** Stops accepting, lets requests in flight finish, closes the database, then every connection. */
+  /**
+   * Stops accepting, lets requests in flight finish, writes every message already accepted,
+   * closes sockets with 1001, closes the database, then every connection.
+   */
   close (): Promise<void>
 }
 
@@ -21,7 +25,8 @@ const DRAIN_TIMEOUT_MS = 10_000
 
 /** Starts the database, the REST app and the one uWS listener in front of them. */
 export async function startServer (config: Config, logger: Logger | false, openDatabase?: OpenDatabase): Promise<RunningServer> {
-  const app = await buildApp(config, { logger, openDatabase })
+  const uws = App()
+  const app = await buildApp(config, { logger, openDatabase, uws })
   await app.ready()
   const bridge = createHttpBridge({
     dispatch: createNodeDispatch((req, res) => { app.routing(req, res) }),
@@ -30,7 +35,7 @@ export async function startServer (config: Config, logger: Logger | false, openD
   })
   let listener
   try {
-    listener = await startListener({ host: config.http.host, port: config.http.port, http: bridge.handle })
+    listener = await startListener({ app: uws, host: config.http.host, port: config.http.port, http: bridge.handle })
   } catch (error) {
     await app.close()
     throw error

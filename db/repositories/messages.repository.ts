@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import type { Database, MessageRow } from '../schema.js'
 
 export type MessageWithAuthor = MessageRow & { username: string }
@@ -31,4 +31,132 @@ export async function listMessages (db: Kysely<Database>, query: HistoryQuery): 
   const hasMore = rows.length > query.limit
   const page = rows.slice(0, query.limit)
   return { messages: forward ? page : page.reverse(), hasMore }
+}
+
+/** A message as the socket accepted it, before it has a seq. */
+export interface MessageDraft {
+  readonly roomId: string
+  readonly userId: string
+  readonly body: string
+  readonly clientMsgId: string | null
+}
+
+/** What became of one draft; `duplicate` carries the message stored the first time. */
+export type InsertOutcome =
+  | { readonly status: 'created' | 'duplicate', readonly id: string, readonly seq: number, readonly createdAt: Date }
+  | { readonly status: 'not_found' }
+  | { readonly status: 'forbidden' }
+
+interface InsertRow {
+  ord: string
+  room_exists: boolean
+  allowed: boolean
+  id: string | null
+  seq: string | null
+  created_at: Date | null
+  created: boolean
+}
+
+/** Serialization failures another writer can cause; the whole statement is safe to run again. */
+const RETRYABLE_SQLSTATES = new Set([
+  '23505', // another writer stored the same (room, user, clientMsgId) after our snapshot
+  '40P01', // deadlock between two writers bumping the same rooms in a different order
+  '40001'
+])
+const MAX_ATTEMPTS = 5
+
+/**
+ * Stores a batch of messages atomically, in one statement (one round trip, one commit):
+ * - a draft whose `(room, user, clientMsgId)` is already stored is answered with the stored message;
+ * - unknown rooms are `not_found`; private rooms the sender is not a member of are `forbidden`;
+ * - each room's `last_seq` is advanced by its number of new messages under the row lock, so seq is
+ *   gapless and unique with any number of writers on the database; new rows go in through `unnest`.
+ * Outcomes are in draft order. Repeats of one key within the batch are stored once.
+ */
+export async function insertMessages (db: Kysely<Database>, drafts: readonly MessageDraft[]): Promise<InsertOutcome[]> {
+  const firstIndex = new Map<string, number>()
+  const unique: MessageDraft[] = []
+  const slot = drafts.map((draft) => {
+    const key = draft.clientMsgId === null ? null : `${draft.roomId}\u0000${draft.userId}\u0000${draft.clientMsgId}`
+    const seen = key === null ? undefined : firstIndex.get(key)
+    if (seen !== undefined) return -1 - seen
+    if (key !== null) firstIndex.set(key, unique.length)
+    unique.push(draft)
+    return unique.length - 1
+  })
+  const stored = await withRetry(async () => await insertUnique(db, unique))
+  return slot.map((index) => {
+    if (index >= 0) return stored[index] as InsertOutcome
+    const original = stored[-1 - index] as InsertOutcome
+    return original.status === 'created' ? { ...original, status: 'duplicate' } : original
+  })
+}
+
+async function withRetry<T> (fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn()
+    } catch (error) {
+      const code = (error as { code?: unknown }).code
+      if (attempt >= MAX_ATTEMPTS || typeof code !== 'string' || !RETRYABLE_SQLSTATES.has(code)) throw error
+    }
+  }
+}
+
+// Hand-written SQL on purpose: Kysely cannot express data-modifying CTEs over `unnest`, and one
+// statement instead of five (select existing, lock, bump, insert, commit) is the group commit's cost.
+async function insertUnique (db: Kysely<Database>, drafts: readonly MessageDraft[]): Promise<InsertOutcome[]> {
+  const { rows } = await sql<InsertRow>`
+    with input as (
+      select * from unnest(
+        ${drafts.map((d) => d.roomId)}::text[], ${drafts.map((d) => d.userId)}::int8[],
+        ${drafts.map((d) => d.body)}::text[], ${drafts.map((d) => d.clientMsgId)}::text[]
+      ) with ordinality as t(room_id, user_id, body, client_msg_id, ord)
+    ),
+    checked as (
+      select i.*, r.id is not null as room_exists,
+        r.id is not null and (not r.private or exists (
+          select 1 from room_members m where m.room_id = i.room_id and m.user_id = i.user_id)) as allowed
+      from input i left join rooms r on r.id = i.room_id
+    ),
+    existing as (
+      select c.ord, m.id, m.seq, m.created_at from checked c
+      join messages m on m.room_id = c.room_id and m.user_id = c.user_id and m.client_msg_id = c.client_msg_id
+      where c.allowed
+    ),
+    fresh as (
+      select c.ord, c.room_id, c.user_id, c.body, c.client_msg_id,
+        row_number() over (partition by c.room_id order by c.ord) as n
+      from checked c
+      where c.allowed and not exists (select 1 from existing e where e.ord = c.ord)
+    ),
+    bumped as (
+      update rooms set last_seq = rooms.last_seq + f.count
+      from (select room_id, count(*) as count from fresh group by room_id) f
+      where rooms.id = f.room_id
+      returning rooms.id, rooms.last_seq - f.count as base
+    ),
+    inserted as (
+      insert into messages (room_id, seq, user_id, body, client_msg_id)
+      select f.room_id, b.base + f.n, f.user_id, f.body, f.client_msg_id
+      from fresh f join bumped b on b.id = f.room_id
+      order by f.ord
+      returning id, room_id, seq, created_at
+    )
+    select c.ord, c.room_exists, c.allowed,
+      coalesce(ins.id, e.id) as id, coalesce(ins.seq, e.seq) as seq,
+      coalesce(ins.created_at, e.created_at) as created_at, ins.id is not null as created
+    from checked c
+    left join existing e on e.ord = c.ord
+    left join fresh f on f.ord = c.ord
+    left join bumped b on b.id = f.room_id
+    left join inserted ins on ins.room_id = f.room_id and ins.seq = b.base + f.n
+    order by c.ord
+  `.execute(db)
+  return rows.map((row): InsertOutcome => {
+    if (!row.room_exists) return { status: 'not_found' }
+    if (!row.allowed) return { status: 'forbidden' }
+    if (row.id === null || row.seq === null || row.created_at === null) throw new Error(`message ${row.ord} of the batch was neither stored nor found`)
+    return { status: row.created ? 'created' : 'duplicate', id: row.id, seq: Number(row.seq), createdAt: row.created_at }
+  })
 }

@@ -1,0 +1,77 @@
+import type { Log } from '../logger.js'
+import type { WebSocket } from 'uWebSockets.js'
+import { encodeFrame } from '../protocol/codec.js'
+import { CloseCode, type ServerFrame, type SocketErrorCode } from '../protocol/frames.js'
+import type { User } from '../protocol/resources.js'
+import type { RateState } from './rate-limit.js'
+
+/** A join in progress: replay and buffered live messages are still being sent. */
+export interface Joining { readonly done: Promise<void> }
+
+/** Per-socket state, held by uWS as the socket's user data. Kept small: it exists once per connection. */
+export interface SocketState extends RateState {
+  readonly user: User
+  /** When the token expires (ms since the epoch); the socket is closed with 1008 then. */
+  readonly expiresAt: number
+  /** Rooms this socket has joined or is joining. */
+  readonly rooms: Map<string, 'joined' | Joining>
+  /** False from the close handler on: a closed uWS socket throws on any call. */
+  open: boolean
+  expiry: NodeJS.Timeout | undefined
+  /** Set while a replay waits for the socket's send buffer to drain. */
+  onDrain: (() => void) | undefined
+}
+
+export type Socket = WebSocket<SocketState>
+
+/** uWS's send status for a frame refused because the socket's backpressure is over `maxBackpressure`. */
+const DROPPED = 2
+
+/** Sends frames to sockets that may have closed meanwhile, and closes sockets that cannot keep up. */
+export interface Outbox {
+  /** Sends an encoded frame if the socket is open; false if it is closed or too slow (and now closing). */
+  sendText (ws: Socket, text: string): boolean
+  send (ws: Socket, frame: ServerFrame): boolean
+  error (ws: Socket, code: SocketErrorCode, message: string, ref: string | undefined): void
+  /** A frame to `ws` was dropped for backpressure (by a send or by a publish): count it, close with 1013. */
+  dropped (ws: Socket): void
+  /** Closes a socket too slow to be served (1013): memory stays bounded and the client resumes with afterSeq. */
+  closeSlow (ws: Socket): void
+  stats (): { readonly dropped: number, readonly slowClosed: number }
+}
+
+export function createOutbox (log: Log): Outbox {
+  let dropped = 0
+  let slowClosed = 0
+  const closeSlow = (ws: Socket): void => {
+    const state = ws.getUserData()
+    if (!state.open) return
+    slowClosed++
+    log.warn({ userId: state.user.id, buffered: ws.getBufferedAmount() }, 'closing a socket that cannot keep up')
+    state.open = false
+    ws.end(CloseCode.slowConsumer, 'too slow: messages were dropped; rejoin with afterSeq')
+  }
+  const onDropped = (ws: Socket): void => {
+    dropped++
+    closeSlow(ws)
+  }
+  const sendText = (ws: Socket, text: string): boolean => {
+    if (!ws.getUserData().open) return false
+    let status = 0
+    // Corked: after an await uWS does not cork for us, and a send per syscall is dreadful.
+    ws.cork(() => { status = ws.send(text) })
+    if (status !== DROPPED) return true
+    onDropped(ws)
+    return false
+  }
+  return {
+    sendText,
+    send: (ws, frame) => sendText(ws, encodeFrame(frame)),
+    error (ws, code, message, ref) {
+      sendText(ws, encodeFrame(ref === undefined ? { type: 'error', code, message } : { type: 'error', code, message, ref }))
+    },
+    dropped: onDropped,
+    closeSlow,
+    stats: () => ({ dropped, slowClosed })
+  }
+}

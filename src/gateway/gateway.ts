@@ -1,0 +1,228 @@
+import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocketBehavior } from 'uWebSockets.js'
+import { decodeFrame, encodeFrame } from '../protocol/codec.js'
+import { CloseCode, MAX_FRAME_BYTES, type ClientFrame, type MessageFrame } from '../protocol/frames.js'
+import { authenticateUpgrade, type VerifyToken } from './auth.js'
+import type { Outbox, Socket, SocketState } from './connection.js'
+import type { Membership } from './membership.js'
+import { createFrameLimit } from './rate-limit.js'
+import { roomTopic } from './topics.js'
+
+export interface GatewayOptions {
+  readonly verify: VerifyToken
+  /** Seconds a silent socket lives (uWS pings it before that); API.md's HEARTBEAT_TIMEOUT. */
+  readonly heartbeatSeconds: number
+  readonly rate: number
+  readonly burst: number
+  readonly maxBackpressure: number
+}
+
+export interface GatewayDeps {
+  readonly outbox: Outbox
+  readonly membership: Membership
+  /** The message path: store, then publish and ack. */
+  readonly send: (ws: Socket, frame: MessageFrame) => Promise<void>
+}
+
+export interface GatewayStats {
+  readonly sockets: number
+  /** Frames uWS refused for backpressure (the socket was then closed as too slow). */
+  readonly dropped: number
+  readonly slowClosed: number
+}
+
+export interface Gateway {
+  readonly behavior: WebSocketBehavior<SocketState>
+  /** Stops taking frames that change anything; joins and messages get `unavailable` from now on. */
+  stopAccepting (): void
+  /** Closes every socket with 1001 and resolves when they are closed (or after `ms`). */
+  closeAll (ms: number): Promise<void>
+  stats (): GatewayStats
+}
+
+/** uWS closes, with 1006 and no reason, frames above its own limit; ours (64 KiB) sits below it so clients get 1009. */
+const UWS_MAX_PAYLOAD = 1024 * 1024
+/** An invalid frame costs this many tokens, so a client sending garbage is limited well before a chatty one. */
+const INVALID_FRAME_COST = 10
+/** Refused frames in a row before a flooding socket is closed with 1008. */
+const MAX_STRIKES = 10
+/** uWS accepts an idleTimeout of 0 or 8-960 s (anything else aborts the process); its resolution is ~4 s. */
+const MIN_IDLE_SECONDS = 8
+const MAX_IDLE_SECONDS = 960
+/** setTimeout's longest delay; a token living longer is re-checked when it fires. */
+const MAX_TIMER_MS = 2_147_483_647
+
+export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gateway {
+  const { outbox, membership, send } = deps
+  const limit = createFrameLimit({ rate: options.rate, burst: options.burst, maxStrikes: MAX_STRIKES })
+  const sockets = new Set<Socket>()
+  let accepting = true
+  let allClosed: (() => void) | null = null
+
+  const armExpiry = (ws: Socket): void => {
+    const state = ws.getUserData()
+    const left = state.expiresAt - Date.now()
+    if (left <= 0) {
+      state.open = false
+      ws.end(CloseCode.policy, 'token expired')
+      return
+    }
+    state.expiry = setTimeout(() => { if (state.open) armExpiry(ws) }, Math.min(left, MAX_TIMER_MS)).unref()
+  }
+
+  const refuseUpgrade = (res: HttpResponse, status: string, code: string, message: string): void => {
+    res.cork(() => {
+      res.writeStatus(status)
+        .writeHeader('content-type', 'application/json')
+        .end(JSON.stringify({ error: code, message }))
+    })
+  }
+
+  const dispatch = (ws: Socket, frame: ClientFrame): void => {
+    const { ref } = frame
+    switch (frame.type) {
+      case 'ping':
+        outbox.send(ws, ref === undefined ? { type: 'pong' } : { type: 'pong', ref })
+        return
+      case 'typing': {
+        const state = ws.getUserData()
+        if (state.rooms.get(frame.room) !== 'joined') {
+          outbox.error(ws, 'forbidden', 'join the room first', ref)
+          return
+        }
+        ws.publish(roomTopic(frame.room), encodeFrame({ type: 'typing', room: frame.room, userId: state.user.id, username: state.user.username, typing: frame.typing }))
+        return
+      }
+      case 'leave':
+        void membership.leave(ws, frame)
+        return
+      case 'join':
+        if (!accepting) {
+          outbox.error(ws, 'unavailable', 'the server is shutting down', ref)
+          return
+        }
+        void membership.join(ws, frame)
+        return
+      case 'message':
+        // A message may follow its join without waiting for `joined`; the write checks the room itself.
+        if (!ws.getUserData().rooms.has(frame.room)) {
+          outbox.error(ws, 'forbidden', 'join the room first', ref)
+          return
+        }
+        void send(ws, frame)
+    }
+  }
+
+  const behavior: WebSocketBehavior<SocketState> = {
+    compression: 0,
+    maxPayloadLength: UWS_MAX_PAYLOAD,
+    maxBackpressure: options.maxBackpressure,
+    // We close slow sockets ourselves, with a code that tells the client to rejoin with afterSeq.
+    closeOnBackpressureLimit: false,
+    idleTimeout: Math.min(MAX_IDLE_SECONDS, Math.max(MIN_IDLE_SECONDS, options.heartbeatSeconds)),
+    sendPingsAutomatically: true,
+    maxLifetime: 0,
+
+    upgrade (res, req: HttpRequest, context: us_socket_context_t) {
+      // Everything is read from req here: it is invalid once this handler returns. Verification
+      // is synchronous (HMAC), so the upgrade completes within the handler and cannot be aborted midway.
+      const key = req.getHeader('sec-websocket-key')
+      const extensions = req.getHeader('sec-websocket-extensions')
+      const headers = { protocol: req.getHeader('sec-websocket-protocol'), authorization: req.getHeader('authorization'), query: req.getQuery() ?? '' }
+      if (!accepting) {
+        refuseUpgrade(res, '503 Service Unavailable', 'unavailable', 'the server is shutting down')
+        return
+      }
+      const auth = authenticateUpgrade(headers, options.verify)
+      if (!auth.ok) {
+        refuseUpgrade(res, '401 Unauthorized', 'unauthorized', auth.message)
+        return
+      }
+      const state: SocketState = {
+        user: auth.user,
+        expiresAt: auth.expiresAt,
+        rooms: new Map(),
+        open: true,
+        expiry: undefined,
+        onDrain: undefined,
+        ...limit.initial(Date.now())
+      }
+      res.cork(() => { res.upgrade(state, key, auth.protocol, extensions, context) })
+    },
+
+    open (ws) {
+      sockets.add(ws)
+      const { user } = ws.getUserData()
+      outbox.send(ws, { type: 'welcome', user: { id: user.id, username: user.username }, heartbeat: options.heartbeatSeconds })
+      armExpiry(ws)
+    },
+
+    message (ws, data, isBinary) {
+      const state = ws.getUserData()
+      if (!state.open) return
+      if (data.byteLength > MAX_FRAME_BYTES) {
+        state.open = false
+        ws.end(CloseCode.tooBig, `frame larger than ${MAX_FRAME_BYTES} bytes`)
+        return
+      }
+      const decoded = decodeFrame(data, isBinary)
+      const verdict = limit.take(state, decoded.ok ? 1 : INVALID_FRAME_COST, Date.now())
+      if (verdict === 'close') {
+        state.open = false
+        ws.end(CloseCode.policy, 'rate limit exceeded')
+        return
+      }
+      if (verdict === 'limited') {
+        outbox.error(ws, 'rate_limited', `slow down: at most ${options.rate} frames/s`, decoded.ok ? decoded.frame.ref : decoded.ref)
+        return
+      }
+      if (!decoded.ok) {
+        outbox.error(ws, 'bad_request', decoded.message, decoded.ref)
+        return
+      }
+      dispatch(ws, decoded.frame)
+    },
+
+    drain (ws) {
+      const state = ws.getUserData()
+      const resume = state.onDrain
+      if (resume === undefined) return
+      state.onDrain = undefined
+      resume()
+    },
+
+    dropped (ws) {
+      outbox.dropped(ws)
+    },
+
+    close (ws) {
+      const state = ws.getUserData()
+      state.open = false
+      clearTimeout(state.expiry)
+      sockets.delete(ws)
+      membership.closed(state)
+      if (sockets.size === 0) allClosed?.()
+    }
+  }
+
+  return {
+    behavior,
+    stopAccepting () {
+      accepting = false
+    },
+    async closeAll (ms) {
+      accepting = false
+      if (sockets.size === 0) return
+      const done = new Promise<void>((resolve) => { allClosed = resolve })
+      for (const ws of sockets) {
+        const state = ws.getUserData()
+        if (!state.open) continue
+        state.open = false
+        ws.end(CloseCode.shuttingDown, 'server shutting down')
+      }
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([done, new Promise<void>((resolve) => { timer = setTimeout(resolve, ms) })])
+      clearTimeout(timer)
+    },
+    stats: () => ({ sockets: sockets.size, ...outbox.stats() })
+  }
+}

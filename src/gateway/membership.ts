@@ -1,0 +1,153 @@
+import type { Kysely } from 'kysely'
+import type { Log } from '../logger.js'
+import { listMessages } from '../../db/repositories/messages.repository.js'
+import type { Database } from '../../db/schema.js'
+import type { JoinFrame, LeaveFrame } from '../protocol/frames.js'
+import { toMessage } from '../protocol/resources.js'
+import { encodeFrame } from '../protocol/codec.js'
+import { readableRoom } from '../room-access.js'
+import type { Joining, Outbox, Socket, SocketState } from './connection.js'
+import { replyWithFailure } from './failures.js'
+import type { Roster } from './roster.js'
+import { roomTopic, type RoomFeed } from './topics.js'
+
+export interface MembershipDeps {
+  readonly db: Kysely<Database>
+  readonly feed: RoomFeed
+  readonly roster: Roster
+  readonly outbox: Outbox
+  readonly log: Log
+}
+
+/** `join` (with replay) and `leave`; one of them at a time per socket and room. */
+export interface Membership {
+  join (ws: Socket, frame: JoinFrame): Promise<void>
+  leave (ws: Socket, frame: LeaveFrame): Promise<void>
+  /** Forgets a closed socket's rooms. */
+  closed (state: SocketState): void
+}
+
+/** Rooms one socket may be in at once: each costs a subscription and a roster entry. */
+export const MAX_ROOMS_PER_SOCKET = 500
+/** Stored messages read per replay query. */
+const REPLAY_PAGE = 500
+/** A replay waits for the socket to drain below this before reading the next page. */
+const REPLAY_HIGH_WATER = 256 * 1024
+
+export function createMembership (deps: MembershipDeps): Membership {
+  const { db, feed, roster, outbox } = deps
+
+  /**
+   * The join of this room in progress, if any. Callers wait it out in a loop and act right after
+   * the check that found none, so joins and leaves of one room apply one at a time, in order.
+   */
+  const inProgress = (state: SocketState, roomId: string): Promise<void> | null => {
+    const phase = state.rooms.get(roomId)
+    return phase === undefined || phase === 'joined' ? null : phase.done
+  }
+
+  const drained = async (ws: Socket): Promise<void> => {
+    const state = ws.getUserData()
+    if (!state.open || ws.getBufferedAmount() < REPLAY_HIGH_WATER) return
+    await new Promise<void>((resolve) => { state.onDrain = resolve })
+  }
+
+  /** Sends stored messages after `afterSeq` in pages; returns the last seq sent, or null if the socket went away. */
+  const replay = async (ws: Socket, roomId: string, afterSeq: number): Promise<number | null> => {
+    let cursor = afterSeq
+    for (;;) {
+      const page = await listMessages(db, { roomId, after: cursor, limit: REPLAY_PAGE })
+      if (!ws.getUserData().open) return null
+      let sent = true
+      ws.cork(() => {
+        for (const row of page.messages) {
+          if (!(sent = outbox.sendText(ws, encodeFrame({ type: 'message', ...toMessage(row) })))) return
+          cursor = Number(row.seq)
+        }
+      })
+      if (!sent) return null
+      if (!page.hasMore) return cursor
+      await drained(ws)
+    }
+  }
+
+  const join = async (ws: Socket, frame: JoinFrame, joining: Joining): Promise<void> => {
+    const state = ws.getUserData()
+    const { room: roomId, ref } = frame
+    // Live messages are collected from before the room is read, so none falls between the
+    // stored ones and the subscription: whatever the reads miss was published after this point.
+    const buffer = feed.openBuffer(roomId, ws)
+    if (state.rooms.get(roomId) === 'joined') {
+      ws.unsubscribe(roomTopic(roomId))
+      roster.remove(roomId, state.user)
+    }
+    state.rooms.set(roomId, joining)
+    try {
+      const access = await readableRoom(db, roomId, state.user.id)
+      const lastSeq = Number(access.room.last_seq)
+      let last = frame.afterSeq === undefined ? lastSeq : Math.min(frame.afterSeq, lastSeq)
+      if (frame.afterSeq !== undefined && last < lastSeq) {
+        const replayed = await replay(ws, roomId, last)
+        if (replayed === null) return
+        last = replayed
+      }
+      if (!state.open) return
+      if (buffer.overflowed) {
+        outbox.closeSlow(ws)
+        return
+      }
+      ws.cork(() => {
+        for (const live of buffer.frames) {
+          if (live.seq <= last) continue
+          if (!outbox.sendText(ws, live.text)) return
+          last = live.seq
+        }
+        ws.subscribe(roomTopic(roomId))
+        state.rooms.set(roomId, 'joined')
+        roster.add(roomId, state.user)
+        outbox.send(ws, { type: 'joined', room: roomId, lastSeq: Math.max(last, lastSeq), online: roster.online(roomId), ...(ref === undefined ? {} : { ref }) })
+      })
+    } catch (error) {
+      replyWithFailure(ws, outbox, deps.log, error, ref, 'join failed')
+    } finally {
+      feed.closeBuffer(buffer)
+      if (state.rooms.get(roomId) === joining) state.rooms.delete(roomId)
+    }
+  }
+
+  return {
+    async join (ws, frame) {
+      const state = ws.getUserData()
+      for (let wait = inProgress(state, frame.room); wait !== null; wait = inProgress(state, frame.room)) await wait
+      if (!state.open) return
+      if (!state.rooms.has(frame.room) && state.rooms.size >= MAX_ROOMS_PER_SOCKET) {
+        outbox.error(ws, 'forbidden', `a socket may be in at most ${MAX_ROOMS_PER_SOCKET} rooms; leave one first`, frame.ref)
+        return
+      }
+      let finish = (): void => {}
+      const joining: Joining = { done: new Promise<void>((resolve) => { finish = resolve }) }
+      try {
+        await join(ws, frame, joining)
+      } finally {
+        finish()
+      }
+    },
+    async leave (ws, frame) {
+      const state = ws.getUserData()
+      for (let wait = inProgress(state, frame.room); wait !== null; wait = inProgress(state, frame.room)) await wait
+      if (!state.open) return
+      if (state.rooms.get(frame.room) === 'joined') {
+        ws.unsubscribe(roomTopic(frame.room))
+        state.rooms.delete(frame.room)
+        roster.remove(frame.room, state.user)
+      }
+      outbox.send(ws, frame.ref === undefined ? { type: 'left', room: frame.room } : { type: 'left', room: frame.room, ref: frame.ref })
+    },
+    closed (state) {
+      for (const [roomId, phase] of state.rooms) {
+        if (phase === 'joined') roster.remove(roomId, state.user)
+      }
+      state.onDrain?.()
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import type { TemplatedApp } from 'uWebSockets.js'
+import type { Socket } from './connection.js'
+
+/** The uWS topic a room's messages are published under. */
+export function roomTopic (roomId: string): string {
+  return `room:${roomId}`
+}
+
+/** A stored message's frame, encoded once. */
+export interface FeedFrame { readonly seq: number, readonly text: string }
+
+/** Live messages a joining socket has not been subscribed for yet. */
+export interface JoinBuffer {
+  readonly roomId: string
+  readonly ws: Socket
+  readonly frames: FeedFrame[]
+  /** More arrived than a join may hold: the socket is too slow to be joined. */
+  overflowed: boolean
+}
+
+export interface RoomFeed {
+  /**
+   * Sends a stored message to every socket in the room except `sender` (which gets an ack), and
+   * appends it to the buffers of sockets still joining the room.
+   */
+  publish (roomId: string, frame: FeedFrame, sender: Socket | null): void
+  /** Starts collecting the room's messages for `ws`; taken back with `closeBuffer`. */
+  openBuffer (roomId: string, ws: Socket): JoinBuffer
+  closeBuffer (buffer: JoinBuffer): void
+}
+
+/** Live messages one join may hold while its replay is sent; past this the socket cannot keep up anyway. */
+const MAX_BUFFERED = 10_000
+
+export function createRoomFeed (uws: TemplatedApp): RoomFeed {
+  const buffers = new Map<string, Set<JoinBuffer>>()
+  return {
+    publish (roomId, frame, sender) {
+      const topic = roomTopic(roomId)
+      // ws.publish skips the sender itself; a sender that has closed meanwhile can no longer publish.
+      if (sender !== null && sender.getUserData().open) sender.publish(topic, frame.text)
+      else uws.publish(topic, frame.text)
+      const joining = buffers.get(roomId)
+      if (joining === undefined) return
+      for (const buffer of joining) {
+        if (buffer.ws === sender) continue
+        if (buffer.frames.length < MAX_BUFFERED) buffer.frames.push(frame)
+        else buffer.overflowed = true
+      }
+    },
+    openBuffer (roomId, ws) {
+      const buffer: JoinBuffer = { roomId, ws, frames: [], overflowed: false }
+      let set = buffers.get(roomId)
+      if (set === undefined) buffers.set(roomId, set = new Set())
+      set.add(buffer)
+      return buffer
+    },
+    closeBuffer (buffer) {
+      const set = buffers.get(buffer.roomId)
+      set?.delete(buffer)
+      if (set?.size === 0) buffers.delete(buffer.roomId)
+    }
+  }
+}

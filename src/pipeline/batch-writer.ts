@@ -1,0 +1,158 @@
+/** Why the writer refused an item without trying to write it. */
+export type RefusalReason = 'queue_full' | 'store_down' | 'closed'
+
+/** The item was not written and will not be: safe to retry. */
+export class WriteRefused extends Error {
+  readonly reason: RefusalReason
+  constructor (reason: RefusalReason) {
+    super(reason === 'queue_full' ? 'the write queue is full' : reason === 'store_down' ? 'the store is unavailable' : 'the writer is closed')
+    this.name = 'WriteRefused'
+    this.reason = reason
+  }
+}
+
+/** Runs `fn` after `ms` (0: after the current I/O phase); returns a cancel function. Injected by unit tests. */
+export type Schedule = (fn: () => void, ms: number) => () => void
+
+export interface BatchWriterOptions<In, Out> {
+  /** Items per write; a full batch is written at once. */
+  readonly maxBatch: number
+  /** How long the first queued item waits for others before its batch is written anyway. */
+  readonly maxDelayMs: number
+  /** Items queued (not yet being written) beyond which `submit` is refused with `queue_full`. */
+  readonly queueLimit: number
+  /** Writes a batch atomically; resolves with one result per item, in order. */
+  readonly write: (items: In[]) => Promise<Out[]>
+  /** Whether a write error means the store is unreachable rather than that the batch is bad. */
+  readonly isUnavailable: (error: unknown) => boolean
+  /** After an unavailable error, submissions are refused at once for this long; the next one probes again. */
+  readonly cooldownMs?: number
+  readonly schedule?: Schedule
+  readonly now?: () => number
+}
+
+export interface BatchWriterStats {
+  readonly queued: number
+  /** Writes attempted, including single-item retries that isolate a bad item. */
+  readonly batches: number
+  readonly written: number
+  readonly refused: number
+  readonly failed: number
+}
+
+export interface BatchWriter<In, Out> {
+  /**
+   * Queues an item for the next group commit and resolves with its result once the batch is
+   * written. Rejects with `WriteRefused` when it was never attempted, or with the write's error.
+   */
+  submit (item: In): Promise<Out>
+  /** Refuses new items, writes everything already queued, and resolves when nothing is in flight. */
+  close (): Promise<void>
+  stats (): BatchWriterStats
+}
+
+interface Pending<In, Out> {
+  readonly item: In
+  readonly resolve: (out: Out) => void
+  readonly reject: (error: unknown) => void
+}
+
+const defaultSchedule: Schedule = (fn, ms) => {
+  if (ms === 0) {
+    const handle = setImmediate(fn)
+    return () => clearImmediate(handle)
+  }
+  const handle = setTimeout(fn, ms)
+  return () => clearTimeout(handle)
+}
+
+/**
+ * Group commit: one write in flight at a time; items arriving meanwhile form the next batch,
+ * written as soon as the current one finishes. An idle writer waits `maxDelayMs` after the first
+ * item (or until `maxBatch` items) so concurrent senders share one transaction.
+ */
+export function createBatchWriter<In, Out> (options: BatchWriterOptions<In, Out>): BatchWriter<In, Out> {
+  const schedule = options.schedule ?? defaultSchedule
+  const now = options.now ?? Date.now
+  const cooldownMs = options.cooldownMs ?? 1000
+  let queue: Array<Pending<In, Out>> = []
+  let cancelTimer: (() => void) | null = null
+  let writing = false
+  let closed = false
+  let downUntil = 0
+  let idleWaiters: Array<() => void> = []
+  let batches = 0
+  let written = 0
+  let refused = 0
+  let failed = 0
+
+  const start = (): void => {
+    cancelTimer?.()
+    cancelTimer = null
+    if (writing || queue.length === 0) return
+    writing = true
+    void drain()
+  }
+
+  const drain = async (): Promise<void> => {
+    while (queue.length > 0) {
+      const batch = queue.slice(0, options.maxBatch)
+      queue = queue.slice(batch.length)
+      await writeBatch(batch)
+    }
+    writing = false
+    const waiters = idleWaiters
+    idleWaiters = []
+    for (const wake of waiters) wake()
+  }
+
+  const writeBatch = async (batch: Array<Pending<In, Out>>): Promise<void> => {
+    batches++
+    let results: Out[]
+    try {
+      results = await options.write(batch.map((p) => p.item))
+    } catch (error) {
+      if (options.isUnavailable(error)) {
+        // Whatever waits behind this batch would fail the same way after the same timeout: tell them now.
+        downUntil = now() + cooldownMs
+        failed += batch.length
+        for (const p of batch) p.reject(error)
+        const stranded = queue
+        queue = []
+        refused += stranded.length
+        for (const p of stranded) p.reject(new WriteRefused('store_down'))
+        return
+      }
+      if (batch.length > 1) {
+        // One bad item must not fail its neighbours: write them one by one to find it.
+        for (const p of batch) await writeBatch([p])
+        return
+      }
+      failed++
+      batch[0]?.reject(error)
+      return
+    }
+    written += batch.length
+    batch.forEach((p, i) => { p.resolve(results[i] as Out) })
+  }
+
+  return {
+    async submit (item) {
+      if (closed || now() < downUntil || queue.length >= options.queueLimit) {
+        refused++
+        throw new WriteRefused(closed ? 'closed' : now() < downUntil ? 'store_down' : 'queue_full')
+      }
+      const result = new Promise<Out>((resolve, reject) => queue.push({ item, resolve, reject }))
+      if (queue.length >= options.maxBatch) start()
+      else if (!writing && cancelTimer === null) cancelTimer = schedule(start, options.maxDelayMs)
+      return await result
+    },
+    async close () {
+      closed = true
+      start()
+      if (!writing) return
+      await new Promise<void>((resolve) => idleWaiters.push(resolve))
+    },
+    stats: () => ({ queued: queue.length, batches, written, refused, failed })
+  }
+}

@@ -1,0 +1,94 @@
+import { Type, type Static } from 'typebox'
+import { Message, RoomId, User } from './resources.js'
+
+/** The socket frames of API.md: flat JSON objects with a `type`. */
+
+/** Frames larger than this close the socket with 1009 (API.md). */
+export const MAX_FRAME_BYTES = 64 * 1024
+
+/** Postgres text cannot hold NUL; refusing it here keeps one bad frame from failing a whole group commit. */
+const NO_NUL = '^[^\\u0000]*$'
+
+const Ref = Type.String({ maxLength: 64 })
+
+export const JoinFrame = Type.Object({
+  type: Type.Literal('join'),
+  room: RoomId,
+  afterSeq: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
+  ref: Type.Optional(Ref)
+})
+export const LeaveFrame = Type.Object({ type: Type.Literal('leave'), room: RoomId, ref: Type.Optional(Ref) })
+export const MessageFrame = Type.Object({
+  type: Type.Literal('message'),
+  room: RoomId,
+  body: Type.String({ minLength: 1, maxLength: 4000, pattern: NO_NUL }),
+  clientMsgId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL })),
+  ref: Type.Optional(Ref)
+})
+export const TypingFrame = Type.Object({ type: Type.Literal('typing'), room: RoomId, typing: Type.Boolean(), ref: Type.Optional(Ref) })
+export const PingFrame = Type.Object({ type: Type.Literal('ping'), ref: Type.Optional(Ref) })
+
+export type JoinFrame = Static<typeof JoinFrame>
+export type LeaveFrame = Static<typeof LeaveFrame>
+export type MessageFrame = Static<typeof MessageFrame>
+export type TypingFrame = Static<typeof TypingFrame>
+export type PingFrame = Static<typeof PingFrame>
+export type ClientFrame = JoinFrame | LeaveFrame | MessageFrame | TypingFrame | PingFrame
+
+/** Each client frame's schema by its `type`, so a frame is checked against one schema, not a union. */
+export const CLIENT_FRAMES = {
+  join: JoinFrame,
+  leave: LeaveFrame,
+  message: MessageFrame,
+  typing: TypingFrame,
+  ping: PingFrame
+} as const
+
+/** Close codes of API.md, plus 1013 (IANA "try again later") for a socket too slow to keep up. */
+export const CloseCode = {
+  shuttingDown: 1001,
+  policy: 1008,
+  tooBig: 1009,
+  internal: 1011,
+  slowConsumer: 1013
+} as const
+
+export const SocketErrorCode = Type.Union([
+  Type.Literal('bad_request'),
+  Type.Literal('forbidden'),
+  Type.Literal('not_found'),
+  Type.Literal('rate_limited'),
+  Type.Literal('unavailable'),
+  Type.Literal('internal')
+])
+export type SocketErrorCode = Static<typeof SocketErrorCode>
+
+const OptionalRef = { ref: Type.Optional(Type.String()) }
+const OnlineUser = Type.Object({ userId: Type.String(), username: Type.String() })
+
+export const WelcomeEvent = Type.Object({ type: Type.Literal('welcome'), user: User, heartbeat: Type.Integer() })
+export const JoinedEvent = Type.Object({ type: Type.Literal('joined'), room: RoomId, lastSeq: Type.Integer(), online: Type.Array(OnlineUser), ...OptionalRef })
+export const LeftEvent = Type.Object({ type: Type.Literal('left'), room: RoomId, ...OptionalRef })
+export const AckEvent = Type.Object({
+  type: Type.Literal('ack'),
+  room: RoomId,
+  id: Type.String(),
+  seq: Type.Integer(),
+  clientMsgId: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Type.String(),
+  ...OptionalRef
+})
+export const MessageEvent = Type.Object({ type: Type.Literal('message'), ...Message.properties })
+export const TypingEvent = Type.Object({ type: Type.Literal('typing'), room: RoomId, userId: Type.String(), username: Type.String(), typing: Type.Boolean() })
+export const PongEvent = Type.Object({ type: Type.Literal('pong'), ...OptionalRef })
+export const ErrorEvent = Type.Object({ type: Type.Literal('error'), code: SocketErrorCode, message: Type.String(), ...OptionalRef })
+
+export type WelcomeEvent = Static<typeof WelcomeEvent>
+export type JoinedEvent = Static<typeof JoinedEvent>
+export type LeftEvent = Static<typeof LeftEvent>
+export type AckEvent = Static<typeof AckEvent>
+export type MessageEvent = Static<typeof MessageEvent>
+export type TypingEvent = Static<typeof TypingEvent>
+export type PongEvent = Static<typeof PongEvent>
+export type ErrorEvent = Static<typeof ErrorEvent>
+export type ServerFrame = WelcomeEvent | JoinedEvent | LeftEvent | AckEvent | MessageEvent | TypingEvent | PongEvent | ErrorEvent

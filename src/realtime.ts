@@ -1,0 +1,69 @@
+import type { Kysely } from 'kysely'
+import type { Log } from './logger.js'
+import type { TemplatedApp } from 'uWebSockets.js'
+import { isDatabaseUnavailable } from '../db/errors.js'
+import { insertMessages, type InsertOutcome, type MessageDraft } from '../db/repositories/messages.repository.js'
+import type { Database } from '../db/schema.js'
+import type { Config } from './config.js'
+import type { VerifyToken } from './gateway/auth.js'
+import { createOutbox } from './gateway/connection.js'
+import { createGateway, type GatewayStats } from './gateway/gateway.js'
+import { createMembership } from './gateway/membership.js'
+import { createRoster } from './gateway/roster.js'
+import { createRoomFeed } from './gateway/topics.js'
+import { createBatchWriter, type BatchWriterStats } from './pipeline/batch-writer.js'
+import { createPipeline } from './pipeline/pipeline.js'
+
+export interface RealtimeOptions {
+  /** The uWS app the listener serves: `/ws` is added to it, and room topics live in it. */
+  readonly uws: TemplatedApp
+  readonly db: Kysely<Database>
+  readonly config: Config
+  readonly verify: VerifyToken
+  readonly log: Log
+}
+
+export interface Realtime {
+  /** Refuses new upgrades, joins and messages, writes every message already accepted, then closes sockets with 1001. */
+  shutdown (): Promise<void>
+  stats (): { readonly gateway: GatewayStats, readonly writer: BatchWriterStats }
+}
+
+/** How long shutdown waits for clients to answer the 1001 close before the listener drops them. */
+const CLOSE_WAIT_MS = 2000
+
+/** Wires the socket side: gateway → pipeline → batch writer → database, and the room feed back out. */
+export function createRealtime (options: RealtimeOptions): Realtime {
+  const { uws, db, config, log } = options
+  const writer = createBatchWriter<MessageDraft, InsertOutcome>({
+    ...config.writer,
+    write: async (drafts) => await insertMessages(db, drafts),
+    isUnavailable: isDatabaseUnavailable
+  })
+  const feed = createRoomFeed(uws)
+  const outbox = createOutbox(log)
+  const gateway = createGateway({
+    verify: options.verify,
+    heartbeatSeconds: config.heartbeatSeconds,
+    ...config.socket
+  }, {
+    outbox,
+    membership: createMembership({ db, feed, roster: createRoster(), outbox, log }),
+    send: createPipeline({ writer, feed, outbox, log })
+  })
+  uws.ws('/ws', gateway.behavior)
+  let stopping: Promise<void> | undefined
+  return {
+    async shutdown () {
+      stopping ??= (async () => {
+        gateway.stopAccepting()
+        await writer.close()
+        // The last batch's acks are sent from promise continuations; let them run before the 1001s.
+        await new Promise((resolve) => setImmediate(resolve))
+        await gateway.closeAll(CLOSE_WAIT_MS)
+      })()
+      await stopping
+    },
+    stats: () => ({ gateway: gateway.stats(), writer: writer.stats() })
+  }
+}
