@@ -27,7 +27,7 @@ const ID = new RegExp(ID_PATTERN)
 export function tokenFromUpgrade (headers: UpgradeHeaders): string | null {
   for (const offered of headers.protocol.split(',')) {
     const protocol = offered.trim()
-    if (protocol.startsWith(BEARER_PROTOCOL_PREFIX)) return protocol.slice(BEARER_PROTOCOL_PREFIX.length)
+    if (protocol.startsWith(BEARER_PROTOCOL_PREFIX) && protocol.length > BEARER_PROTOCOL_PREFIX.length) return protocol.slice(BEARER_PROTOCOL_PREFIX.length)
   }
   const match = /^Bearer\s+(\S+)\s*$/i.exec(headers.authorization)
   if (match?.[1] !== undefined) return match[1]
@@ -46,7 +46,7 @@ export function authenticateUpgrade (headers: UpgradeHeaders, verify: VerifyToke
   try {
     claims = verify(token)
   } catch (error) {
-    const code = String((error as { code?: unknown }).code ?? '')
+    const code = String((error as { code?: unknown } | null)?.code ?? '')
     return { ok: false, message: code.includes('EXPIRED') ? 'token expired' : 'invalid token' }
   }
   const { sub, username, exp } = claims

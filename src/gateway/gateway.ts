@@ -199,6 +199,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       state.open = false
       clearTimeout(state.expiry)
       sockets.delete(ws)
+      outbox.forget(ws)
       membership.closed(state)
       if (sockets.size === 0) allClosed?.()
     }

@@ -125,7 +125,14 @@ export function createBatchWriter<In, Out> (options: BatchWriterOptions<In, Out>
       }
       if (batch.length > 1) {
         // One bad item must not fail its neighbours: write them one by one to find it.
-        for (const p of batch) await writeBatch([p])
+        for (const p of batch) {
+          if (now() < downUntil) {
+            refused++
+            p.reject(new WriteRefused('store_down'))
+          } else {
+            await writeBatch([p])
+          }
+        }
         return
       }
       failed++

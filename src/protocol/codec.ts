@@ -30,7 +30,7 @@ export function decodeFrame (data: ArrayBuffer, isBinary: boolean): Decoded {
     return { ok: false, message: 'a frame must be a JSON object with a "type"' }
   }
   const { type, ref: rawRef } = value as { type?: unknown, ref?: unknown }
-  const ref = typeof rawRef === 'string' && rawRef.length <= MAX_REF_LENGTH ? rawRef : undefined
+  const ref = typeof rawRef === 'string' && codePoints(rawRef) <= MAX_REF_LENGTH ? rawRef : undefined
   if (typeof type !== 'string' || !Object.hasOwn(checkers, type)) {
     return { ok: false, message: `unknown frame type ${JSON.stringify(type ?? null)}`, ref }
   }
@@ -48,6 +48,11 @@ function describeProblem (checker: (typeof checkers)[FrameType], value: unknown)
     return `${field === '' ? 'frame' : field}: ${error.message}`
   }
   return 'invalid frame'
+}
+
+/** Length as the schemas count it (JSON Schema's characters are code points, not UTF-16 units). */
+function codePoints (text: string): number {
+  return text.length <= MAX_REF_LENGTH ? text.length : [...text].length
 }
 
 /** Server frames are encoded once and sent as text. */
