@@ -4,3 +4,15 @@ export const BENCH_USER = { username: 'bench_user', password: 'bench-password-1'
 export const LOGIN_USERS = 64
 export const SEEDED_MESSAGES = 1000
 export const BENCH_SECRET = 'bench-secret-bench-secret-bench-secret-0123'
+
+/** WebSocket bench (`ws-server.ts`, `ws-ingest.ts`): one user per socket, named `ws_bench_<i>`. */
+export const WS_USER_PREFIX = 'ws_bench_'
+/** The room every socket joins for the fan-out phase: each message goes to every other socket. */
+export const WS_FANOUT_ROOM = 'bench-fanout'
+/** Socket i's own room for the ingest ramp: `bench-ingest-<i>`, no other member. */
+export function wsIngestRoom (index: number): string { return `bench-ingest-${index}` }
+/**
+ * The gateway's per-socket token bucket and the log level for a load test; the defaults (50 frames/s,
+ * burst 100) would throttle the bench. Values already in the environment win.
+ */
+export const WS_SERVER_ENV: Readonly<Record<string, string>> = { WS_RATE: '100000', WS_BURST: '100000', LOG_LEVEL: 'error' }

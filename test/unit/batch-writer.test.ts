@@ -405,12 +405,7 @@ t.test('a store-down error while isolating a bad item fails that item and refuse
 })
 
 t.test('after a store-down error while isolating a bad item, the rest of that batch is refused instead of written one by one', async (t) => {
-  // Batch [a, b, c] fails with a non-unavailable error; retrying `a` alone fails with an
-  // unavailable one. writeBatch's isolation loop (`for (const p of batch) await writeBatch([p])`)
-  // goes on to write `b` and `c` against a store already known to be down, each waiting out its
-  // own timeout, although the cooldown is already running and the queue behind was refused at once.
-  // Expected: `b` and `c` rejected with WriteRefused('store_down') with no further write;
-  // actual: write(['b']) and then write(['c']) are attempted.
+  // Batch [a, b, c] fails with a non-unavailable error; retrying `a` alone finds the store down.
   const { store, submit } = setup({ maxBatch: 3 })
   const batch = submit('a', 'b', 'c')
   store.call(0).reject(new BadItem())

@@ -73,11 +73,6 @@ t.test('tokenFromUpgrade: subprotocol, then Authorization, then query', async (t
 })
 
 t.test('tokenFromUpgrade: an empty bearer. subprotocol counts as missing, like an empty ?token=', async (t) => {
-  // `bearer.` with nothing after it returns '' (the loop returns the slice whatever it is), so the
-  // Authorization header and the query are never looked at, and authenticateUpgrade answers
-  // 'invalid token' where it answers 'missing token' for the same absence in the query.
-  // Input: { protocol: 'chat.v1, bearer.', authorization: 'Bearer from-header', query: '' }.
-  // Expected: 'from-header' (and null with no header); actual: ''.
   t.equal(tokenFromUpgrade(headers({ protocol: 'chat.v1, bearer.', authorization: 'Bearer from-header' })), 'from-header')
   t.equal(tokenFromUpgrade(headers({ protocol: 'chat.v1, bearer.' })), null)
 })
