@@ -11,3 +11,14 @@ export function isDatabaseUnavailable (error: unknown): boolean {
   if (typeof code === 'string' && (UNAVAILABLE_SQLSTATES.has(code) || code.startsWith('08') || NETWORK_CODES.has(code))) return true
   return CONNECTION_MESSAGES.some((pattern) => pattern.test(error.message))
 }
+
+/**
+ * A write whose statement was sent but whose answer never came (the connection broke): it may or
+ * may not have committed. Running it again with the same write id finds out.
+ */
+export class UncertainWriteError extends Error {
+  constructor (cause: unknown) {
+    super('the connection broke during a write; it may or may not have committed', { cause })
+    this.name = 'UncertainWriteError'
+  }
+}

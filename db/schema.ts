@@ -34,7 +34,11 @@ export interface MessagesTable {
   seq: Int8
   user_id: string
   body: string
+  /** The client's idempotency key, or a generated one when `client_msg_id_generated` (the API shows null). */
   client_msg_id: string | null
+  client_msg_id_generated: ColumnType<boolean, boolean | undefined, boolean>
+  /** The batch write that stored the row; lets a write retried after a lost connection recognise its own rows. */
+  write_id: Int8 | null
   created_at: CreatedAt
 }
 

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely'
 import type { Log } from './logger.js'
 import type { TemplatedApp } from 'uWebSockets.js'
-import { isDatabaseUnavailable } from '../db/errors.js'
+import { isDatabaseUnavailable, UncertainWriteError } from '../db/errors.js'
 import { insertMessages, type InsertOutcome, type MessageDraft } from '../db/repositories/messages.repository.js'
 import type { Database } from '../db/schema.js'
 import type { Config } from './config.js'
@@ -37,8 +37,9 @@ export function createRealtime (options: RealtimeOptions): Realtime {
   const { uws, db, config, log } = options
   const writer = createBatchWriter<MessageDraft, InsertOutcome>({
     ...config.writer,
-    write: async (drafts) => await insertMessages(db, drafts),
-    isUnavailable: isDatabaseUnavailable
+    write: async (drafts, batchId) => await insertMessages(db, drafts, batchId),
+    isUnavailable: isDatabaseUnavailable,
+    isUncertain: (error) => error instanceof UncertainWriteError
   })
   const feed = createRoomFeed(uws)
   const outbox = createOutbox(log)

@@ -1,7 +1,9 @@
 import type { Migration } from 'kysely'
 import * as initial from './2026_11_25_000000_initial.js'
+import * as messageWriteIds from './2026_11_25_000001_message_write_ids.js'
 
 /** Every migration, by name; names sort in the order they run. Imported statically so the build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
-  '2026_11_25_000000_initial': initial
+  '2026_11_25_000000_initial': initial,
+  '2026_11_25_000001_message_write_ids': messageWriteIds
 }

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely'
+import { isDatabaseUnavailable, UncertainWriteError } from '../errors.js'
 import type { Database, MessageRow } from '../schema.js'
 
 export type MessageWithAuthor = MessageRow & { username: string }
@@ -72,24 +73,34 @@ const MAX_ATTEMPTS = 5
  * - each room's `last_seq` is advanced by its number of new messages under the row lock, so seq is
  *   gapless and unique with any number of writers on the database; new rows go in through `unnest`.
  * Outcomes are in draft order. Repeats of one key within the batch are stored once.
+ *
+ * `writeId` names this batch. If the connection breaks after the statement was sent, this throws
+ * `UncertainWriteError`; calling again with the same drafts and `writeId` is then safe: rows the
+ * first attempt committed are found by their keys and reported as `created`, not `duplicate`.
  */
-export async function insertMessages (db: Kysely<Database>, drafts: readonly MessageDraft[]): Promise<InsertOutcome[]> {
+export async function insertMessages (db: Kysely<Database>, drafts: readonly MessageDraft[], writeId: string): Promise<InsertOutcome[]> {
   const firstIndex = new Map<string, number>()
-  const unique: MessageDraft[] = []
+  const unique: KeyedDraft[] = []
   const slot = drafts.map((draft) => {
     const key = draft.clientMsgId === null ? null : `${draft.roomId}\u0000${draft.userId}\u0000${draft.clientMsgId}`
     const seen = key === null ? undefined : firstIndex.get(key)
     if (seen !== undefined) return -1 - seen
     if (key !== null) firstIndex.set(key, unique.length)
-    unique.push(draft)
+    // Derived from the write and the position, so a retry of the same batch generates the same key.
+    unique.push({ ...draft, key: draft.clientMsgId ?? `~${writeId}.${unique.length}`, generated: draft.clientMsgId === null })
     return unique.length - 1
   })
-  const stored = await withRetry(async () => await insertUnique(db, unique))
+  const stored = await withRetry(async () => await insertUnique(db, unique, writeId))
   return slot.map((index) => {
     if (index >= 0) return stored[index] as InsertOutcome
     const original = stored[-1 - index] as InsertOutcome
     return original.status === 'created' ? { ...original, status: 'duplicate' } : original
   })
+}
+
+interface KeyedDraft extends MessageDraft {
+  readonly key: string
+  readonly generated: boolean
 }
 
 async function withRetry<T> (fn: () => Promise<T>): Promise<T> {
@@ -105,13 +116,31 @@ async function withRetry<T> (fn: () => Promise<T>): Promise<T> {
 
 // Hand-written SQL on purpose: Kysely cannot express data-modifying CTEs over `unnest`, and one
 // statement instead of five (select existing, lock, bump, insert, commit) is the group commit's cost.
-async function insertUnique (db: Kysely<Database>, drafts: readonly MessageDraft[]): Promise<InsertOutcome[]> {
-  const { rows } = await sql<InsertRow>`
+async function insertUnique (db: Kysely<Database>, drafts: readonly KeyedDraft[], writeId: string): Promise<InsertOutcome[]> {
+  // On a connection of its own, so an error can be told apart: failing to get a connection means
+  // nothing was sent; failing after that leaves the outcome unknown.
+  const rows = await db.connection().execute(async (connection) => {
+    try {
+      return (await insertStatement(drafts, writeId).execute(connection)).rows
+    } catch (error) {
+      throw isDatabaseUnavailable(error) ? new UncertainWriteError(error) : error
+    }
+  })
+  return rows.map((row): InsertOutcome => {
+    if (!row.room_exists) return { status: 'not_found' }
+    if (!row.allowed) return { status: 'forbidden' }
+    if (row.id === null || row.seq === null || row.created_at === null) throw new Error(`message ${row.ord} of the batch was neither stored nor found`)
+    return { status: row.created ? 'created' : 'duplicate', id: row.id, seq: Number(row.seq), createdAt: row.created_at }
+  })
+}
+
+function insertStatement (drafts: readonly KeyedDraft[], writeId: string) {
+  return sql<InsertRow>`
     with input as (
       select * from unnest(
         ${drafts.map((d) => d.roomId)}::text[], ${drafts.map((d) => d.userId)}::int8[],
-        ${drafts.map((d) => d.body)}::text[], ${drafts.map((d) => d.clientMsgId)}::text[]
-      ) with ordinality as t(room_id, user_id, body, client_msg_id, ord)
+        ${drafts.map((d) => d.body)}::text[], ${drafts.map((d) => d.key)}::text[], ${drafts.map((d) => d.generated)}::bool[]
+      ) with ordinality as t(room_id, user_id, body, client_msg_id, generated, ord)
     ),
     checked as (
       select i.*, r.id is not null as room_exists,
@@ -120,12 +149,12 @@ async function insertUnique (db: Kysely<Database>, drafts: readonly MessageDraft
       from input i left join rooms r on r.id = i.room_id
     ),
     existing as (
-      select c.ord, m.id, m.seq, m.created_at from checked c
+      select c.ord, m.id, m.seq, m.created_at, m.write_id from checked c
       join messages m on m.room_id = c.room_id and m.user_id = c.user_id and m.client_msg_id = c.client_msg_id
       where c.allowed
     ),
     fresh as (
-      select c.ord, c.room_id, c.user_id, c.body, c.client_msg_id,
+      select c.ord, c.room_id, c.user_id, c.body, c.client_msg_id, c.generated,
         row_number() over (partition by c.room_id order by c.ord) as n
       from checked c
       where c.allowed and not exists (select 1 from existing e where e.ord = c.ord)
@@ -137,26 +166,21 @@ async function insertUnique (db: Kysely<Database>, drafts: readonly MessageDraft
       returning rooms.id, rooms.last_seq - f.count as base
     ),
     inserted as (
-      insert into messages (room_id, seq, user_id, body, client_msg_id)
-      select f.room_id, b.base + f.n, f.user_id, f.body, f.client_msg_id
+      insert into messages (room_id, seq, user_id, body, client_msg_id, client_msg_id_generated, write_id)
+      select f.room_id, b.base + f.n, f.user_id, f.body, f.client_msg_id, f.generated, ${writeId}::int8
       from fresh f join bumped b on b.id = f.room_id
       order by f.ord
       returning id, room_id, seq, created_at
     )
     select c.ord, c.room_exists, c.allowed,
       coalesce(ins.id, e.id) as id, coalesce(ins.seq, e.seq) as seq,
-      coalesce(ins.created_at, e.created_at) as created_at, ins.id is not null as created
+      coalesce(ins.created_at, e.created_at) as created_at,
+      ins.id is not null or e.write_id is not distinct from ${writeId}::int8 as created
     from checked c
     left join existing e on e.ord = c.ord
     left join fresh f on f.ord = c.ord
     left join bumped b on b.id = f.room_id
     left join inserted ins on ins.room_id = f.room_id and ins.seq = b.base + f.n
     order by c.ord
-  `.execute(db)
-  return rows.map((row): InsertOutcome => {
-    if (!row.room_exists) return { status: 'not_found' }
-    if (!row.allowed) return { status: 'forbidden' }
-    if (row.id === null || row.seq === null || row.created_at === null) throw new Error(`message ${row.ord} of the batch was neither stored nor found`)
-    return { status: row.created ? 'created' : 'duplicate', id: row.id, seq: Number(row.seq), createdAt: row.created_at }
-  })
+  `
 }

@@ -1,5 +1,5 @@
 import type { Log } from '../logger.js'
-import { isDatabaseUnavailable } from '../../db/errors.js'
+import { isDatabaseUnavailable, UncertainWriteError } from '../../db/errors.js'
 import { AppError } from '../errors.js'
 import type { SocketErrorCode } from '../protocol/frames.js'
 import { WriteRefused } from '../pipeline/batch-writer.js'
@@ -17,6 +17,10 @@ export function replyWithFailure (ws: Socket, outbox: Outbox, log: Log, error: u
   } else if (error instanceof WriteRefused) {
     code = 'unavailable'
     message = error.reason === 'closed' ? 'the server is shutting down; retry shortly' : `${error.message}; retry shortly`
+  } else if (error instanceof UncertainWriteError) {
+    // Never `unavailable` here: that promises the message was not stored, and it may have been.
+    message = 'the database went away during the write and the server is stopping: re-send with the same clientMsgId'
+    log.warn({ err: error }, what)
   } else if (isDatabaseUnavailable(error)) {
     code = 'unavailable'
     message = 'the database is not reachable; retry shortly'

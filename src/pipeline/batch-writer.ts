@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto'
+
 /** Why the writer refused an item without trying to write it. */
 export type RefusalReason = 'queue_full' | 'store_down' | 'closed'
 
@@ -21,14 +23,27 @@ export interface BatchWriterOptions<In, Out> {
   readonly maxDelayMs: number
   /** Items queued (not yet being written) beyond which `submit` is refused with `queue_full`. */
   readonly queueLimit: number
-  /** Writes a batch atomically; resolves with one result per item, in order. */
-  readonly write: (items: In[]) => Promise<Out[]>
+  /**
+   * Writes a batch atomically; resolves with one result per item, in order. `batchId` is the same
+   * for every attempt at one batch, so a store can recognise what an earlier attempt committed.
+   */
+  readonly write: (items: In[], batchId: string) => Promise<Out[]>
   /** Whether a write error means the store is unreachable rather than that the batch is bad. */
   readonly isUnavailable: (error: unknown) => boolean
+  /**
+   * Whether a write error leaves it unknown if the batch committed (the connection broke after the
+   * write was sent). Such a batch is written again, every `cooldownMs`, until the store answers:
+   * its items are never reported as failed, because they may be stored.
+   */
+  readonly isUncertain: (error: unknown) => boolean
+  /** After close(), how long an uncertain batch is still retried before its items reject with the uncertain error. */
+  readonly closeRetryMs?: number
   /** After an unavailable error, submissions are refused at once for this long; the next one probes again. */
   readonly cooldownMs?: number
   readonly schedule?: Schedule
   readonly now?: () => number
+  /** A fresh batch id; by default a random positive 63-bit integer, in decimal. */
+  readonly newBatchId?: () => string
 }
 
 export interface BatchWriterStats {
@@ -57,6 +72,10 @@ interface Pending<In, Out> {
   readonly reject: (error: unknown) => void
 }
 
+function randomBatchId (): string {
+  return (randomBytes(8).readBigUInt64BE() >> 1n).toString()
+}
+
 const defaultSchedule: Schedule = (fn, ms) => {
   if (ms === 0) {
     const handle = setImmediate(fn)
@@ -75,6 +94,9 @@ export function createBatchWriter<In, Out> (options: BatchWriterOptions<In, Out>
   const schedule = options.schedule ?? defaultSchedule
   const now = options.now ?? Date.now
   const cooldownMs = options.cooldownMs ?? 1000
+  const closeRetryMs = options.closeRetryMs ?? 10_000
+  const newBatchId = options.newBatchId ?? randomBatchId
+  let closedAt = 0
   let queue: Array<Pending<In, Out>> = []
   let cancelTimer: (() => void) | null = null
   let writing = false
@@ -106,41 +128,62 @@ export function createBatchWriter<In, Out> (options: BatchWriterOptions<In, Out>
     for (const wake of waiters) wake()
   }
 
+  /** Refuses everything queued behind a failed write: it would fail the same way after the same timeout. */
+  const storeDown = (): void => {
+    downUntil = now() + cooldownMs
+    const stranded = queue
+    queue = []
+    refused += stranded.length
+    for (const p of stranded) p.reject(new WriteRefused('store_down'))
+  }
+
   const writeBatch = async (batch: Array<Pending<In, Out>>): Promise<void> => {
-    batches++
-    let results: Out[]
-    try {
-      results = await options.write(batch.map((p) => p.item))
-    } catch (error) {
-      if (options.isUnavailable(error)) {
-        // Whatever waits behind this batch would fail the same way after the same timeout: tell them now.
-        downUntil = now() + cooldownMs
-        failed += batch.length
-        for (const p of batch) p.reject(error)
-        const stranded = queue
-        queue = []
-        refused += stranded.length
-        for (const p of stranded) p.reject(new WriteRefused('store_down'))
-        return
-      }
-      if (batch.length > 1) {
-        // One bad item must not fail its neighbours: write them one by one to find it.
-        for (const p of batch) {
-          if (now() < downUntil) {
-            refused++
-            p.reject(new WriteRefused('store_down'))
-          } else {
-            await writeBatch([p])
+    const batchId = newBatchId()
+    // Once an attempt may have committed, a later attempt that cannot reach the store changes nothing.
+    let uncertain = false
+    for (;;) {
+      batches++
+      let results: Out[]
+      try {
+        results = await options.write(batch.map((p) => p.item), batchId)
+      } catch (error) {
+        uncertain ||= options.isUncertain(error)
+        if (uncertain && (options.isUncertain(error) || options.isUnavailable(error))) {
+          storeDown()
+          if (!closed || now() - closedAt < closeRetryMs) {
+            await new Promise<void>((resolve) => schedule(resolve, cooldownMs))
+            continue
           }
+          failed += batch.length
+          for (const p of batch) p.reject(error)
+          return
         }
+        if (options.isUnavailable(error)) {
+          storeDown()
+          failed += batch.length
+          for (const p of batch) p.reject(error)
+          return
+        }
+        if (batch.length > 1) {
+          // One bad item must not fail its neighbours: write them one by one to find it.
+          for (const p of batch) {
+            if (now() < downUntil) {
+              refused++
+              p.reject(new WriteRefused('store_down'))
+            } else {
+              await writeBatch([p])
+            }
+          }
+          return
+        }
+        failed++
+        batch[0]?.reject(error)
         return
       }
-      failed++
-      batch[0]?.reject(error)
+      written += batch.length
+      batch.forEach((p, i) => { p.resolve(results[i] as Out) })
       return
     }
-    written += batch.length
-    batch.forEach((p, i) => { p.resolve(results[i] as Out) })
   }
 
   return {
@@ -155,6 +198,7 @@ export function createBatchWriter<In, Out> (options: BatchWriterOptions<In, Out>
       return await result
     },
     async close () {
+      if (!closed) closedAt = now()
       closed = true
       start()
       if (!writing) return

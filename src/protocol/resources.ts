@@ -57,7 +57,7 @@ export function toMessage (row: MessageRow & { username: string }): Message {
     userId: row.user_id,
     username: row.username,
     body: row.body,
-    clientMsgId: row.client_msg_id,
+    clientMsgId: row.client_msg_id_generated ? null : row.client_msg_id,
     createdAt: row.created_at.toISOString()
   }
 }

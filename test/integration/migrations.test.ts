@@ -43,9 +43,10 @@ for (const backend of run) {
       await db.insertInto('users').values({ username: 'before_down', password_hash: 'x' }).execute()
 
       t.strictSame(await migrateDown(db), [NEWEST], 'down undoes the newest migration')
-      if (ALL_MIGRATIONS.length === 1) t.strictSame(await tables(db), [], 'down of the only migration drops every table')
+      for (const name of [...ALL_MIGRATIONS].reverse().slice(1)) t.strictSame(await migrateDown(db), [name], `then ${name}`)
+      t.strictSame(await tables(db), [], 'down of every migration drops every table')
 
-      t.strictSame(await migrateToLatest(db), [NEWEST], 'up again reapplies it')
+      t.strictSame(await migrateToLatest(db), ALL_MIGRATIONS, 'up again reapplies them all')
       t.strictSame(await migrateToLatest(db), [], 'a further up has nothing to do')
       t.strictSame(await tables(db), APP_TABLES, 'every table exists again')
       t.strictSame(await db.selectFrom('users').select('username').execute(), [], 'the dropped data did not survive')
@@ -55,6 +56,23 @@ for (const backend of run) {
       t.match(general, { id: 'general', title: 'General', private: false, created_by: null }, 'general is public and has no creator')
       t.equal(String(general?.last_seq), '0', 'general starts at seq 0')
       t.ok(general?.created_at instanceof Date, 'created_at is set')
+    })
+
+    t.test('generated idempotency keys: flagged, and put back to null by down', async (t) => {
+      const user = await db.insertInto('users').values({ username: 'keys', password_hash: 'x' }).returning('id').executeTakeFirstOrThrow()
+      await db.insertInto('rooms').values({ id: 'keys', title: 'Keys', private: false }).execute()
+      await db.insertInto('messages').values([
+        { room_id: 'keys', seq: 1, user_id: user.id, body: 'a', client_msg_id: 'mine' },
+        { room_id: 'keys', seq: 2, user_id: user.id, body: 'b', client_msg_id: '~1.0', client_msg_id_generated: true, write_id: '1' }
+      ]).execute()
+      const flags = await db.selectFrom('messages').select(['client_msg_id_generated', 'write_id']).where('room_id', '=', 'keys').orderBy('seq').execute()
+      t.strictSame(flags, [{ client_msg_id_generated: false, write_id: null }, { client_msg_id_generated: true, write_id: '1' }])
+      t.strictSame(await migrateDown(db), [NEWEST])
+      const { rows } = await sql<{ client_msg_id: string | null }>`select client_msg_id from messages where room_id = 'keys' order by seq`.execute(db)
+      t.strictSame(rows, [{ client_msg_id: 'mine' }, { client_msg_id: null }], 'the client\'s key stays, the generated one is null again')
+      t.strictSame(await migrateToLatest(db), [NEWEST])
+      await db.deleteFrom('messages').where('room_id', '=', 'keys').execute()
+      await db.deleteFrom('rooms').where('id', '=', 'keys').execute()
     })
 
     t.test('unique constraints', async (t) => {

@@ -11,6 +11,8 @@ const settle = async (): Promise<void> => {
 class StoreDown extends Error {}
 /** The error the fake store throws for a batch holding a bad item. */
 class BadItem extends Error {}
+/** The connection broke after the write was sent: it may have committed. */
+class Uncertain extends Error {}
 
 interface Timer { readonly fn: () => void, readonly ms: number, cancelled: boolean, fired: boolean }
 
@@ -34,20 +36,20 @@ function manualTimers (): { schedule: Schedule, all: Timer[], pending: () => Tim
   return { schedule, all, pending, fire }
 }
 
-interface Call { readonly items: string[], ok (): void, resolve (out: string[]): void, reject (error: unknown): void }
+interface Call { readonly items: string[], readonly batchId: string, ok (): void, resolve (out: string[]): void, reject (error: unknown): void }
 
 /** A write function whose promises the test settles; it records how many writes ever overlapped. */
-function controlledStore (): { write: (items: string[]) => Promise<string[]>, calls: Call[], call: (i: number) => Call, maxInFlight: () => number, inFlight: () => number } {
+function controlledStore (): { write: (items: string[], batchId: string) => Promise<string[]>, calls: Call[], call: (i: number) => Call, maxInFlight: () => number, inFlight: () => number } {
   const calls: Call[] = []
   let inFlight = 0
   let maxInFlight = 0
-  const write = async (items: string[]): Promise<string[]> => {
+  const write = async (items: string[], batchId: string): Promise<string[]> => {
     inFlight++
     maxInFlight = Math.max(maxInFlight, inFlight)
     try {
       return await new Promise<string[]>((resolve, reject) => {
         const copy = [...items]
-        calls.push({ items: copy, ok: () => { resolve(copy.map(result)) }, resolve, reject })
+        calls.push({ items: copy, batchId, ok: () => { resolve(copy.map(result)) }, resolve, reject })
       })
     } finally {
       inFlight--
@@ -99,6 +101,7 @@ function setup (extra: Partial<BatchWriterOptions<string, string>> = {}): {
     queueLimit: 100,
     write: store.write,
     isUnavailable: (error) => error instanceof StoreDown,
+    isUncertain: (error) => error instanceof Uncertain,
     cooldownMs: 1000,
     schedule: timers.schedule,
     now: () => clock.time,
@@ -216,6 +219,7 @@ t.test('many concurrent submitters: one write at a time, every item once, in ord
     maxDelayMs: 1,
     queueLimit: 1000,
     isUnavailable: () => false,
+    isUncertain: () => false,
     schedule: (fn) => { const handle = setImmediate(fn); return () => { clearImmediate(handle) } },
     write: async (items) => {
       inFlight++
@@ -502,4 +506,82 @@ t.test('closed takes precedence over the cooldown in the refusal reason', async 
   await settle()
   await writer.close()
   await t.rejects(writer.submit('b'), { name: 'WriteRefused', reason: 'closed' })
+})
+
+t.test('a write that may have committed is written again with the same batch id until the store answers', async (t) => {
+  const { store, timers, submit, clock } = setup({ maxBatch: 2 })
+  const batch = submit('a', 'b')
+  const behind = submit('c')
+  store.call(0).reject(new Uncertain())
+  await settle()
+  t.same(outcomes(batch), ['pending', 'pending'], 'never reported as failed: they may be stored')
+  t.same(outcomes(behind), ['refused store_down'], 'what waited behind it was never sent, so it is refused')
+  const during = submit('d')
+  await settle()
+  t.same(outcomes(during), ['refused store_down'], 'new items are refused while the store is down')
+  t.equal(store.calls.length, 1, 'the retry waits for the cooldown')
+  clock.time += 1000
+  timers.fire()
+  await settle()
+  t.equal(store.calls.length, 2)
+  t.same(store.call(1).items, ['a', 'b'])
+  t.equal(store.call(1).batchId, store.call(0).batchId, 'same batch id, so the store recognises its own rows')
+  store.call(1).reject(new Uncertain())
+  await settle()
+  clock.time += 1000
+  timers.fire()
+  await settle()
+  store.call(2).resolve(['A', 'B'])
+  await settle()
+  t.same(batch.map((x) => x.value), ['A', 'B'], 'resolved with what the store reports once it answers')
+  t.same(store.maxInFlight(), 1)
+})
+
+t.test('different batches get different batch ids', async (t) => {
+  const { store, submit } = setup({ maxBatch: 1 })
+  submit('a', 'b')
+  store.call(0).ok()
+  await settle()
+  store.call(1).ok()
+  await settle()
+  t.not(store.call(0).batchId, store.call(1).batchId)
+  t.match(store.call(0).batchId, /^[0-9]+$/)
+})
+
+t.test('after close, an uncertain batch is retried for closeRetryMs, then its items reject with the uncertain error', async (t) => {
+  const { store, timers, submit, clock, writer } = setup({ maxBatch: 1, closeRetryMs: 2500 })
+  const [item] = submit('a')
+  let closed = false
+  void writer.close().then(() => { closed = true })
+  store.call(0).reject(new Uncertain())
+  await settle()
+  for (let i = 1; i <= 3; i++) {
+    clock.time += 1000
+    timers.fire()
+    await settle()
+    store.call(i).reject(new Uncertain())
+    await settle()
+  }
+  t.equal(item?.outcome, 'rejected Error', 'given up once the close deadline passed')
+  t.ok(item?.error instanceof Uncertain)
+  t.ok(closed, 'close resolves')
+})
+
+t.test('after an uncertain attempt, a retry that cannot reach the store keeps the batch held', async (t) => {
+  const { store, timers, submit, clock } = setup({ maxBatch: 1 })
+  const [item] = submit('a')
+  store.call(0).reject(new Uncertain())
+  await settle()
+  clock.time += 1000
+  timers.fire()
+  await settle()
+  store.call(1).reject(new StoreDown())
+  await settle()
+  t.equal(item?.outcome, 'pending', 'not reported as failed: the first attempt may have committed')
+  clock.time += 1000
+  timers.fire()
+  await settle()
+  store.call(2).ok()
+  await settle()
+  t.equal(item?.outcome, 'resolved stored:a')
 })
