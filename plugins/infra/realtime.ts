@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { TemplatedApp } from 'uWebSockets.js'
+import { AppError } from '../../src/errors.js'
 import { createRealtime, type Realtime } from '../../src/realtime.js'
 
 declare module 'fastify' {
@@ -21,5 +22,9 @@ export default fp<{ uws: TemplatedApp }>(async (fastify, { uws }) => {
     log: fastify.log.child({ component: 'realtime' })
   })
   fastify.decorate('realtime', realtime)
+  // uWS routes only real upgrade requests to /ws; a plain GET lands here.
+  fastify.get('/ws', async () => {
+    throw new AppError('bad_request', 'GET /ws is the WebSocket endpoint: send a WebSocket upgrade request')
+  })
   fastify.addHook('preClose', async () => await realtime.shutdown())
 }, { name: 'realtime', dependencies: ['config', 'db', 'auth'] })

@@ -146,3 +146,11 @@ t.test('an upgrade without a usable token opens no socket', async (t) => {
   const { baseUrl } = await startTestServer(t, backend)
   await t.rejects(openSocket(baseUrl, { token: 'not-a-jwt', via: 'query' }), /HTTP 401/)
 })
+
+t.test('a plain GET /ws (no upgrade) is told what the endpoint is', async (t) => {
+  const { api } = await startTestServer(t, backend)
+  const user = await api.user()
+  const response = await api.request('GET', '/ws', { token: user.token })
+  t.equal(response.status, 400)
+  t.same(response.body, { error: 'bad_request', message: 'GET /ws is the WebSocket endpoint: send a WebSocket upgrade request' })
+})
