@@ -29,6 +29,8 @@ export interface Realtime {
   stats (): { readonly gateway: GatewayStats, readonly writer: BatchWriterStats }
 }
 
+/** How long a join waits for the write in flight to be published before it subscribes anyway. */
+const SETTLE_WAIT_MS = 5000
 /** How long shutdown waits for clients to answer the 1001 close before the listener drops them. */
 const CLOSE_WAIT_MS = 2000
 
@@ -42,6 +44,14 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     isUncertain: (error) => error instanceof UncertainWriteError
   })
   const feed = createRoomFeed(uws)
+  const publishedInFlight = async (): Promise<void> => {
+    // Bounded: a write held while the database is away must not hold every join with it.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([writer.settled(), new Promise((resolve) => { timer = setTimeout(resolve, SETTLE_WAIT_MS) })])
+    clearTimeout(timer)
+    // The pipeline publishes in promise continuations of the settled write; let them run first.
+    await new Promise((resolve) => setImmediate(resolve))
+  }
   const outbox = createOutbox(log)
   const gateway = createGateway({
     verify: options.verify,
@@ -49,7 +59,7 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     ...config.socket
   }, {
     outbox,
-    membership: createMembership({ db, feed, roster: createRoster(), outbox, log }),
+    membership: createMembership({ db, feed, roster: createRoster(), outbox, publishedInFlight, log }),
     send: createPipeline({ writer, feed, outbox, log })
   })
   uws.ws('/ws', gateway.behavior)

@@ -61,17 +61,18 @@ interface InsertRow {
 /** Serialization failures another writer can cause; the whole statement is safe to run again. */
 const RETRYABLE_SQLSTATES = new Set([
   '23505', // another writer stored the same (room, user, clientMsgId) after our snapshot
-  '40P01', // deadlock between two writers bumping the same rooms in a different order
+  '40P01', // deadlock: cannot happen between our writers (rooms are locked in order), retried all the same
   '40001'
 ])
-const MAX_ATTEMPTS = 5
+const MAX_ATTEMPTS = 10
 
 /**
  * Stores a batch of messages atomically, in one statement (one round trip, one commit):
  * - a draft whose `(room, user, clientMsgId)` is already stored is answered with the stored message;
  * - unknown rooms are `not_found`; private rooms the sender is not a member of are `forbidden`;
- * - each room's `last_seq` is advanced by its number of new messages under the row lock, so seq is
- *   gapless and unique with any number of writers on the database; new rows go in through `unnest`.
+ * - each room's `last_seq` is advanced by its number of new messages under the row lock (taken in
+ *   room id order), so seq is gapless and unique with any number of writers on the database; new
+ *   rows go in through `unnest`.
  * Outcomes are in draft order. Repeats of one key within the batch are stored once.
  *
  * `writeId` names this batch. If the connection breaks after the statement was sent, this throws
@@ -142,11 +143,15 @@ function insertStatement (drafts: readonly KeyedDraft[], writeId: string) {
         ${drafts.map((d) => d.body)}::text[], ${drafts.map((d) => d.key)}::text[], ${drafts.map((d) => d.generated)}::bool[]
       ) with ordinality as t(room_id, user_id, body, client_msg_id, generated, ord)
     ),
+    locked as (
+      -- Every writer locks its rooms in the same order before bumping them: no deadlocks between writers.
+      select id, private from rooms where id in (select room_id from input) order by id for update
+    ),
     checked as (
       select i.*, r.id is not null as room_exists,
         r.id is not null and (not r.private or exists (
           select 1 from room_members m where m.room_id = i.room_id and m.user_id = i.user_id)) as allowed
-      from input i left join rooms r on r.id = i.room_id
+      from input i left join locked r on r.id = i.room_id
     ),
     existing as (
       select c.ord, m.id, m.seq, m.created_at, m.write_id from checked c

@@ -16,6 +16,11 @@ export interface MembershipDeps {
   readonly feed: RoomFeed
   readonly roster: Roster
   readonly outbox: Outbox
+  /**
+   * Resolves once the messages whose write is in flight now are published. A replay can read a
+   * message committed but not yet published; the join must still be buffering when it is.
+   */
+  readonly publishedInFlight: () => Promise<void>
   readonly log: Log
 }
 
@@ -77,20 +82,25 @@ export function createMembership (deps: MembershipDeps): Membership {
     // Live messages are collected from before the room is read, so none falls between the
     // stored ones and the subscription: whatever the reads miss was published after this point.
     const buffer = feed.openBuffer(roomId, ws)
+    let afterSeq = frame.afterSeq
     if (state.rooms.get(roomId) === 'joined') {
       ws.unsubscribe(roomTopic(roomId))
       roster.remove(roomId, state.user)
+      // Re-joining without afterSeq continues the subscription it replaces: it has had every
+      // message published so far, so whatever comes after that is replayed.
+      afterSeq ??= feed.lastPublished(roomId)
     }
     state.rooms.set(roomId, joining)
     try {
       const access = await readableRoom(db, roomId, state.user.id)
       const lastSeq = Number(access.room.last_seq)
-      let last = frame.afterSeq === undefined ? lastSeq : Math.min(frame.afterSeq, lastSeq)
-      if (frame.afterSeq !== undefined && last < lastSeq) {
+      let last = afterSeq === undefined ? lastSeq : Math.min(afterSeq, lastSeq)
+      if (afterSeq !== undefined && last < lastSeq) {
         const replayed = await replay(ws, roomId, last)
         if (replayed === null) return
         last = replayed
       }
+      await deps.publishedInFlight()
       if (!state.open) return
       if (buffer.overflowed) {
         outbox.closeSlow(ws)

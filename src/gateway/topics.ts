@@ -24,6 +24,8 @@ export interface RoomFeed {
    * appends it to the buffers of sockets still joining the room.
    */
   publish (roomId: string, frame: FeedFrame, sender: Socket | null): void
+  /** The highest seq published to the room by this node since it started, if any. */
+  lastPublished (roomId: string): number | undefined
   /** Starts collecting the room's messages for `ws`; taken back with `closeBuffer`. */
   openBuffer (roomId: string, ws: Socket): JoinBuffer
   closeBuffer (buffer: JoinBuffer): void
@@ -34,11 +36,15 @@ const MAX_BUFFERED = 10_000
 
 export function createRoomFeed (uws: TemplatedApp): RoomFeed {
   const buffers = new Map<string, Set<JoinBuffer>>()
+  const published = new Map<string, number>()
   return {
     publish (roomId, frame, sender) {
       const topic = roomTopic(roomId)
-      // ws.publish skips the sender itself; a sender that has closed meanwhile can no longer publish.
-      if (sender !== null && sender.getUserData().open) sender.publish(topic, frame.text)
+      published.set(roomId, Math.max(frame.seq, published.get(roomId) ?? 0))
+      // ws.publish skips the sender itself, but it delivers nothing from a socket that has never
+      // subscribed to anything (a uWS quirk), and a closed socket cannot publish. A sender not
+      // subscribed to this topic is not reached by app.publish anyway.
+      if (sender !== null && sender.getUserData().open && sender.isSubscribed(topic)) sender.publish(topic, frame.text)
       else uws.publish(topic, frame.text)
       const joining = buffers.get(roomId)
       if (joining === undefined) return
@@ -48,6 +54,7 @@ export function createRoomFeed (uws: TemplatedApp): RoomFeed {
         else buffer.overflowed = true
       }
     },
+    lastPublished: (roomId) => published.get(roomId),
     openBuffer (roomId, ws) {
       const buffer: JoinBuffer = { roomId, ws, frames: [], overflowed: false }
       let set = buffers.get(roomId)

@@ -63,6 +63,8 @@ export interface BatchWriter<In, Out> {
   submit (item: In): Promise<Out>
   /** Refuses new items, writes everything already queued, and resolves when nothing is in flight. */
   close (): Promise<void>
+  /** Resolves once the write in flight now (if any) has been answered and its submitters told. */
+  settled (): Promise<void>
   stats (): BatchWriterStats
 }
 
@@ -103,6 +105,7 @@ export function createBatchWriter<In, Out> (options: BatchWriterOptions<In, Out>
   let closed = false
   let downUntil = 0
   let idleWaiters: Array<() => void> = []
+  let batchWaiters: Array<() => void> = []
   let batches = 0
   let written = 0
   let refused = 0
@@ -121,6 +124,9 @@ export function createBatchWriter<In, Out> (options: BatchWriterOptions<In, Out>
       const batch = queue.slice(0, options.maxBatch)
       queue = queue.slice(batch.length)
       await writeBatch(batch)
+      const waiters = batchWaiters
+      batchWaiters = []
+      for (const wake of waiters) wake()
     }
     writing = false
     const waiters = idleWaiters
@@ -203,6 +209,10 @@ export function createBatchWriter<In, Out> (options: BatchWriterOptions<In, Out>
       start()
       if (!writing) return
       await new Promise<void>((resolve) => idleWaiters.push(resolve))
+    },
+    async settled () {
+      if (!writing) return
+      await new Promise<void>((resolve) => batchWaiters.push(resolve))
     },
     stats: () => ({ queued: queue.length, batches, written, refused, failed })
   }
