@@ -1,6 +1,6 @@
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv } from 'ajv'
-import type { TemplatedApp } from 'uWebSockets.js'
+import { App, type TemplatedApp } from 'uWebSockets.js'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import configPlugin from '../plugins/infra/config.js'
 import corsPlugin from '../plugins/infra/cors.js'
@@ -22,7 +22,7 @@ export interface AppOptions {
   readonly logger: FastifyServerOptions['loggerInstance'] | FastifyServerOptions['logger']
   /** Opens the database; tests wrap it to simulate outages. Defaults to `createDatabase`. */
   readonly openDatabase?: OpenDatabase | undefined
-  /** The uWS app in front: with it the app serves `/ws` too; without it, REST only. */
+  /** The uWS app in front, which gets `/ws`; without it the app is reachable over REST only. */
   readonly uws?: TemplatedApp | undefined
 }
 
@@ -61,7 +61,9 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
   await app.register(dbPlugin, { openDatabase: options.openDatabase })
   await app.register(redisPlugin)
   await app.register(authPlugin)
-  if (options.uws !== undefined) await app.register(realtimePlugin, { uws: options.uws })
+  // Without a listener's uWS app (REST-only use, e.g. the bench's plain Fastify listener) the socket
+  // side still exists, on an app nobody connects to, so every route finds what it needs.
+  await app.register(realtimePlugin, { uws: options.uws ?? App() })
 
   await app.register(healthRoutes)
   await app.register(authRoutes)

@@ -26,6 +26,8 @@ export interface RealtimeOptions {
 export interface Realtime {
   /** Refuses new upgrades, joins and messages, writes every message already accepted, then closes sockets with 1001. */
   shutdown (): Promise<void>
+  /** `userId` was removed from the private room `roomId`: their sockets stop receiving it. */
+  revoke (roomId: string, userId: string): void
   stats (): { readonly gateway: GatewayStats, readonly writer: BatchWriterStats }
 }
 
@@ -75,6 +77,7 @@ export function createRealtime (options: RealtimeOptions): Realtime {
       })()
       await stopping
     },
+    revoke: (roomId, userId) => { gateway.revoke(roomId, userId) },
     stats: () => ({ gateway: gateway.stats(), writer: writer.stats() })
   }
 }

@@ -67,6 +67,8 @@ const roomRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
     if (await findUserById(db, userId) === null) throw new AppError('not_found', `user ${userId} not found`)
     await removeMember(db, room.id, userId)
+    // A private room's messages are for members only, also on sockets already joined.
+    if (room.private) fastify.realtime.revoke(room.id, userId)
     return reply.code(204).send(null)
   })
 }

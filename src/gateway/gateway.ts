@@ -34,6 +34,8 @@ export interface Gateway {
   readonly behavior: WebSocketBehavior<SocketState>
   /** Stops taking frames that change anything; joins and messages get `unavailable` from now on. */
   stopAccepting (): void
+  /** Takes `userId`'s sockets on this node out of the room (they lost access to it). */
+  revoke (roomId: string, userId: string): void
   /** Closes every socket with 1001 and resolves when they are closed (or after `ms`). */
   closeAll (ms: number): Promise<void>
   stats (): GatewayStats
@@ -55,6 +57,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
   const { outbox, membership, send } = deps
   const limit = createFrameLimit({ rate: options.rate, burst: options.burst, maxStrikes: MAX_STRIKES })
   const sockets = new Set<Socket>()
+  const byUser = new Map<string, Set<Socket>>()
   let accepting = true
   let allClosed: (() => void) | null = null
 
@@ -152,6 +155,9 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
     open (ws) {
       sockets.add(ws)
       const { user } = ws.getUserData()
+      let own = byUser.get(user.id)
+      if (own === undefined) byUser.set(user.id, own = new Set())
+      own.add(ws)
       outbox.send(ws, { type: 'welcome', user: { id: user.id, username: user.username }, heartbeat: options.heartbeatSeconds })
       armExpiry(ws)
     },
@@ -199,6 +205,9 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       state.open = false
       clearTimeout(state.expiry)
       sockets.delete(ws)
+      const own = byUser.get(state.user.id)
+      own?.delete(ws)
+      if (own?.size === 0) byUser.delete(state.user.id)
       outbox.forget(ws)
       membership.closed(state)
       if (sockets.size === 0) allClosed?.()
@@ -207,6 +216,9 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
 
   return {
     behavior,
+    revoke (roomId, userId) {
+      for (const ws of byUser.get(userId) ?? []) membership.revoke(ws, roomId)
+    },
     stopAccepting () {
       accepting = false
     },

@@ -28,6 +28,8 @@ export interface MembershipDeps {
 export interface Membership {
   join (ws: Socket, frame: JoinFrame): Promise<void>
   leave (ws: Socket, frame: LeaveFrame): Promise<void>
+  /** The socket's user lost access to the room: stop its live messages and tell the socket (`left`, reason `removed`). */
+  revoke (ws: Socket, roomId: string): void
   /** Forgets a closed socket's rooms. */
   closed (state: SocketState): void
 }
@@ -152,6 +154,14 @@ export function createMembership (deps: MembershipDeps): Membership {
         roster.remove(frame.room, state.user)
       }
       outbox.send(ws, frame.ref === undefined ? { type: 'left', room: frame.room } : { type: 'left', room: frame.room, ref: frame.ref })
+    },
+    revoke (ws, roomId) {
+      const state = ws.getUserData()
+      if (!state.open || state.rooms.get(roomId) !== 'joined') return
+      ws.unsubscribe(roomTopic(roomId))
+      state.rooms.delete(roomId)
+      roster.remove(roomId, state.user)
+      outbox.send(ws, { type: 'left', room: roomId, reason: 'removed' })
     },
     closed (state) {
       for (const [roomId, phase] of state.rooms) {

@@ -68,7 +68,8 @@ const OnlineUser = Type.Object({ userId: Type.String(), username: Type.String() 
 
 export const WelcomeEvent = Type.Object({ type: Type.Literal('welcome'), user: User, heartbeat: Type.Integer() })
 export const JoinedEvent = Type.Object({ type: Type.Literal('joined'), room: RoomId, lastSeq: Type.Integer(), online: Type.Array(OnlineUser), ...OptionalRef })
-export const LeftEvent = Type.Object({ type: Type.Literal('left'), room: RoomId, ...OptionalRef })
+/** `reason: "removed"` (our addition) when the server ends the membership: the user was removed from a private room. */
+export const LeftEvent = Type.Object({ type: Type.Literal('left'), room: RoomId, reason: Type.Optional(Type.Literal('removed')), ...OptionalRef })
 export const AckEvent = Type.Object({
   type: Type.Literal('ack'),
   room: RoomId,

@@ -420,6 +420,7 @@ eachBackend(t, async (t, backend) => {
     // Removed by the creator via REST while joined.
     const removed = await api.request('DELETE', `/rooms/vault/members/${member.id}`, { token: owner.token })
     t.equal(removed.status, 204, 'the owner removes the member')
+    t.strictSame(await ms.next('left'), { type: 'left', room: 'vault', reason: 'removed' }, 'the removed member\'s socket is told it left the room')
     t.match(await ms.request({ type: 'message', room: 'vault', body: 'still here?', clientMsgId: 'm-1' }), { type: 'error', code: 'forbidden' }, 'a removed member gets forbidden')
     // Left by themself via REST while joined.
     const left = await api.request('DELETE', `/rooms/vault/members/${leaver.id}`, { token: leaver.token })
@@ -434,5 +435,8 @@ eachBackend(t, async (t, backend) => {
     t.equal(await roomLastSeq(api, owner.token, 'vault'), 1, 'refused messages used no seq')
     const next = await os.request({ type: 'message', room: 'vault', body: 'and on we go' })
     t.match(next, { type: 'ack', seq: 2, clientMsgId: null }, 'the next message is seq 2: no gap')
+    await Promise.all([barrier(ms), barrier(ls)])
+    t.strictSame(events(ms, 'vault').map((f) => f.seq), [1], 'a removed member receives nothing more from the private room')
+    t.strictSame(events(ls, 'vault').map((f) => f.seq), [1], 'nor does one who left it')
   })
 })
