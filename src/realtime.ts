@@ -58,7 +58,8 @@ export function createRealtime (options: RealtimeOptions): Realtime {
   const gateway = createGateway({
     verify: options.verify,
     heartbeatSeconds: config.heartbeatSeconds,
-    ...config.socket
+    ...config.socket,
+    log
   }, {
     outbox,
     membership: createMembership({ db, feed, roster: createRoster(), outbox, publishedInFlight, log }),

@@ -5,6 +5,7 @@ import { authenticateUpgrade, type VerifyToken } from './auth.js'
 import type { Outbox, Socket, SocketState } from './connection.js'
 import type { Membership } from './membership.js'
 import { createFrameLimit } from './rate-limit.js'
+import type { Log } from '../logger.js'
 import { roomTopic } from './topics.js'
 
 export interface GatewayOptions {
@@ -14,6 +15,7 @@ export interface GatewayOptions {
   readonly rate: number
   readonly burst: number
   readonly maxBackpressure: number
+  readonly log: Log
 }
 
 export interface GatewayDeps {
@@ -80,6 +82,15 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
     })
   }
 
+  /** A bug, not bad input: log it and close the socket with 1011 rather than take the process down. */
+  const fail = (ws: Socket, error: unknown): void => {
+    options.log.error({ err: error }, 'socket frame failed')
+    const state = ws.getUserData()
+    if (!state.open) return
+    state.open = false
+    ws.end(CloseCode.internal, 'internal error')
+  }
+
   const dispatch = (ws: Socket, frame: ClientFrame): void => {
     const { ref } = frame
     switch (frame.type) {
@@ -96,14 +107,14 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
         return
       }
       case 'leave':
-        void membership.leave(ws, frame)
+        membership.leave(ws, frame).catch((error: unknown) => { fail(ws, error) })
         return
       case 'join':
         if (!accepting) {
           outbox.error(ws, 'unavailable', 'the server is shutting down', ref)
           return
         }
-        void membership.join(ws, frame)
+        membership.join(ws, frame).catch((error: unknown) => { fail(ws, error) })
         return
       case 'message':
         // A message may follow its join without waiting for `joined`; the write checks the room itself.
@@ -111,7 +122,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
           outbox.error(ws, 'forbidden', 'join the room first', ref)
           return
         }
-        void send(ws, frame)
+        send(ws, frame).catch((error: unknown) => { fail(ws, error) })
     }
   }
 
@@ -185,7 +196,11 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
         outbox.error(ws, 'bad_request', decoded.message, decoded.ref)
         return
       }
-      dispatch(ws, decoded.frame)
+      try {
+        dispatch(ws, decoded.frame)
+      } catch (error) {
+        fail(ws, error)
+      }
     },
 
     drain (ws) {

@@ -1,4 +1,6 @@
+import type { KyselyPlugin, RootOperationNode } from 'kysely'
 import t from 'tap'
+import { createDatabase } from '../../db/create-db.js'
 import type WebSocket from 'ws'
 import { startTestServer } from '../helpers/server.js'
 import { backends } from '../helpers/backends.js'
@@ -153,4 +155,37 @@ t.test('a plain GET /ws (no upgrade) is told what the endpoint is', async (t) =>
   const response = await api.request('GET', '/ws', { token: user.token })
   t.equal(response.status, 400)
   t.same(response.body, { error: 'bad_request', message: 'GET /ws is the WebSocket endpoint: send a WebSocket upgrade request' })
+})
+
+t.test('a write failing for an unexpected reason: internal, nothing stored or sent, the socket stays open', async (t) => {
+  let failing = true
+  const isInsert = (node: RootOperationNode): boolean => node.kind === 'RawNode' &&
+    (node as unknown as { sqlFragments: readonly string[] }).sqlFragments.join('?').includes('insert into messages')
+  const plugin: KyselyPlugin = {
+    transformQuery ({ node }) {
+      if (failing && isInsert(node)) throw new Error('injected: not a database outage')
+      return node
+    },
+    transformResult: async ({ result }) => result
+  }
+  const { baseUrl, api } = await startTestServer(t, backend, {
+    openDatabase: async (options) => {
+      const handle = await createDatabase(options)
+      return { ...handle, db: handle.db.withPlugin(plugin) }
+    }
+  })
+  const [a, b] = await Promise.all([api.user('a'), api.user('b')])
+  const sa = await connect(baseUrl, a.token)
+  const sb = await connect(baseUrl, b.token)
+  t.teardown(async () => await closeAll([sa, sb]))
+  await sa.request({ type: 'join', room: 'general' })
+  await sb.request({ type: 'join', room: 'general' })
+  sa.send({ type: 'message', room: 'general', body: 'boom', clientMsgId: 'x', ref: 'boom' })
+  t.same(await sa.next('error'), { type: 'error', code: 'internal', message: 'internal error', ref: 'boom' })
+  t.match(await sb.request({ type: 'ping' }), { type: 'pong' })
+  t.same(sb.pending(), [], 'nothing was published')
+  failing = false
+  t.match(await sa.request({ type: 'message', room: 'general', body: 'fine', clientMsgId: 'x' }), { type: 'ack', seq: 1 }, 'the socket still works; the failed message used no seq')
+  const history = await api.request('GET', '/rooms/general/messages', { token: a.token })
+  t.same(history.body.messages.map((m: { body: string }) => m.body), ['fine'])
 })
