@@ -31,6 +31,8 @@ export interface Realtime {
   stats (): { readonly gateway: GatewayStats, readonly writer: BatchWriterStats }
 }
 
+/** A replay sends until this much waits in a socket's buffer (or a quarter of WS_MAX_BACKPRESSURE), then waits for it to drain. */
+const REPLAY_HIGH_WATER = 256 * 1024
 /** How long a join waits for the write in flight to be published before it subscribes anyway. */
 const SETTLE_WAIT_MS = 5000
 /** How long shutdown waits for clients to answer the 1001 close before the listener drops them. */
@@ -62,7 +64,15 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     log
   }, {
     outbox,
-    membership: createMembership({ db, feed, roster: createRoster(), outbox, publishedInFlight, log }),
+    membership: createMembership({
+      db,
+      feed,
+      roster: createRoster(),
+      outbox,
+      publishedInFlight,
+      replayHighWater: Math.min(REPLAY_HIGH_WATER, config.socket.maxBackpressure / 4),
+      log
+    }),
     send: createPipeline({ writer, feed, outbox, log })
   })
   uws.ws('/ws', gateway.behavior)

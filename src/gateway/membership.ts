@@ -21,6 +21,8 @@ export interface MembershipDeps {
    * message committed but not yet published; the join must still be buffering when it is.
    */
   readonly publishedInFlight: () => Promise<void>
+  /** Bytes a replay lets queue on a socket before waiting for it to drain; well under `maxBackpressure`. */
+  readonly replayHighWater: number
   readonly log: Log
 }
 
@@ -38,8 +40,6 @@ export interface Membership {
 export const MAX_ROOMS_PER_SOCKET = 500
 /** Stored messages read per replay query. */
 const REPLAY_PAGE = 500
-/** A replay waits for the socket to drain below this before reading the next page. */
-const REPLAY_HIGH_WATER = 256 * 1024
 
 export function createMembership (deps: MembershipDeps): Membership {
   const { db, feed, roster, outbox } = deps
@@ -53,28 +53,40 @@ export function createMembership (deps: MembershipDeps): Membership {
     return phase === undefined || phase === 'joined' ? null : phase.done
   }
 
+  /** Resolves when the socket's send buffer is below the replay's high-water mark (or it closed). */
   const drained = async (ws: Socket): Promise<void> => {
     const state = ws.getUserData()
-    if (!state.open || ws.getBufferedAmount() < REPLAY_HIGH_WATER) return
-    await new Promise<void>((resolve) => { state.onDrain = resolve })
+    while (state.open && ws.getBufferedAmount() >= deps.replayHighWater) {
+      await new Promise<void>((resolve) => { state.onDrain = resolve })
+    }
   }
 
-  /** Sends stored messages after `afterSeq` in pages; returns the last seq sent, or null if the socket went away. */
+  /**
+   * Sends stored messages after `afterSeq`, a page at a time, never filling the socket's buffer
+   * past the high-water mark (that would close a healthy client as too slow); returns the last
+   * seq sent, or null if the socket went away.
+   */
   const replay = async (ws: Socket, roomId: string, afterSeq: number): Promise<number | null> => {
     let cursor = afterSeq
     for (;;) {
       const page = await listMessages(db, { roomId, after: cursor, limit: REPLAY_PAGE })
-      if (!ws.getUserData().open) return null
-      let sent = true
-      ws.cork(() => {
-        for (const row of page.messages) {
-          if (!(sent = outbox.sendText(ws, encodeFrame({ type: 'message', ...toMessage(row) })))) return
-          cursor = Number(row.seq)
-        }
-      })
-      if (!sent) return null
+      let rows = page.messages
+      while (rows.length > 0) {
+        await drained(ws)
+        if (!ws.getUserData().open) return null
+        let sent = 0
+        ws.cork(() => {
+          for (const row of rows) {
+            if (sent > 0 && ws.getBufferedAmount() >= deps.replayHighWater) return
+            if (!outbox.sendText(ws, encodeFrame({ type: 'message', ...toMessage(row) }))) return
+            cursor = Number(row.seq)
+            sent++
+          }
+        })
+        if (!ws.getUserData().open) return null
+        rows = rows.slice(sent)
+      }
       if (!page.hasMore) return cursor
-      await drained(ws)
     }
   }
 
