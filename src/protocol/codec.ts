@@ -38,7 +38,12 @@ export function decodeFrame (data: ArrayBuffer, isBinary: boolean): Decoded {
   if (!checker.Check(value)) {
     return { ok: false, message: describeProblem(checker, value), ref }
   }
-  return { ok: true, frame: value as ClientFrame }
+  const frame = value as ClientFrame
+  // JSON escapes can spell half a surrogate pair; stored as UTF-8 it would come back changed.
+  if (frame.type === 'message' && !(frame.body.isWellFormed() && (frame.clientMsgId?.isWellFormed() ?? true))) {
+    return { ok: false, message: 'body and clientMsgId must be well-formed Unicode (no lone surrogates)', ref }
+  }
+  return { ok: true, frame }
 }
 
 function describeProblem (checker: (typeof checkers)[FrameType], value: unknown): string {

@@ -208,3 +208,11 @@ t.test('encodeFrame is JSON text', async (t) => {
   t.equal(encodeFrame(frame), '{"type":"error","code":"bad_request","message":"a \\"quoted\\" thing","ref":"r"}')
   t.equal(encodeFrame({ type: 'pong' }), '{"type":"pong"}')
 })
+
+t.test('half a surrogate pair (possible through JSON escapes) is refused in body and clientMsgId', async (t) => {
+  const message = 'body and clientMsgId must be well-formed Unicode (no lone surrogates)'
+  refuses(t, { type: 'message', room: 'r', body: 'a\uD800b', ref: 'x' }, message, 'x', 'a lone high surrogate in the body')
+  refuses(t, { type: 'message', room: 'r', body: 'a\uDC00', clientMsgId: 'c' }, message, undefined, 'a lone low surrogate')
+  refuses(t, { type: 'message', room: 'r', body: 'fine', clientMsgId: '\uD83D' }, message, undefined, 'in the clientMsgId')
+  accepts(t, { type: 'message', room: 'r', body: `pair ${EMOJI}`, clientMsgId: EMOJI }, 'a whole pair is fine')
+})
