@@ -11,72 +11,23 @@
 // The main server runs with a generous per-socket frame limit (WS_RATE / WS_BURST) so that the
 // pipelined sends below measure ordering and seq, not the flood limit tested elsewhere.
 import t, { type Test } from 'tap'
+import {
+  checkErrorFrame, connectUntilTeardown, delay, pickFields, range, uniqueRoomId, type Account, type Message
+} from '../helpers/chat.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
-import { connect, refusedUpgrade, type Frame, type SocketOptions, type TestSocket, type TokenVia } from '../helpers/socket.js'
+import {
+  drainUntilPong, nextOrNull, refusedUpgrade, type ConnectedSocket, type Frame, type SocketOptions, type TestSocket, type TokenVia
+} from '../helpers/socket.js'
 import { decodeJwt, signJwt } from '../helpers/tokens.js'
-
-type Sock = TestSocket & { welcome: Frame }
-interface User { readonly id: string, readonly username: string, readonly token: string }
-interface Message {
-  id: string
-  room: string
-  seq: number
-  userId: string
-  username: string
-  body: string
-  clientMsgId: string | null
-  createdAt: string
-}
 
 const VIAS: readonly TokenVia[] = ['protocol', 'header', 'query']
 const MESSAGE_KEYS = ['type', 'id', 'room', 'seq', 'userId', 'username', 'body', 'clientMsgId', 'createdAt'] as const
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/
 const DECIMAL = /^(?:0|[1-9][0-9]*)$/
 
-/** The named fields of a frame (missing ones as undefined), to compare exactly while tolerating added fields. */
-function pick (frame: Frame | undefined, keys: readonly string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {}
-  for (const key of keys) out[key] = frame?.[key]
-  return out
-}
-
-function range (from: number, to: number): number[] {
-  return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
-}
-
-async function delay (ms: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-let rooms = 0
-/** A room id unique to this run: 1-64 of [A-Za-z0-9_.:-]. */
+/** A room id unique to this run. */
 function roomId (label: string): string {
-  return `bb.${label}.${process.pid}.${++rooms}`
-}
-
-let drains = 0
-/**
- * Sends a ping and takes every frame up to its pong: what the socket had pending (received and not
- * yet taken) before the pong. Used to prove something did NOT arrive.
- */
-async function drain (s: TestSocket, ms = 3000): Promise<Frame[]> {
-  const ref = `drain-${++drains}`
-  s.send({ type: 'ping', ref })
-  const before: Frame[] = []
-  for (;;) {
-    const frame = await s.next(undefined, ms)
-    if (frame.type === 'pong' && frame.ref === ref) return before
-    before.push(frame)
-  }
-}
-
-/** The first matching frame within `ms`, or null: lets a missing frame fail one assertion, not the whole test. */
-async function maybeNext (s: TestSocket, match: (f: Frame) => boolean, ms: number): Promise<Frame | null> {
-  try {
-    return await s.next(match, ms)
-  } catch {
-    return null
-  }
+  return uniqueRoomId('bb', label)
 }
 
 const withoutPresence = (frames: Frame[]): Frame[] => frames.filter((f) => f.type !== 'presence')
@@ -88,16 +39,9 @@ function checkGenerated (t: Test, frame: Frame, label: string): void {
     `${label}: createdAt is ISO-8601 (${String(frame.createdAt)})`)
 }
 
-function checkError (t: Test, frame: Frame | undefined, code: string, ref: string | undefined, label: string): void {
-  t.equal(frame?.type, 'error', `${label}: an error frame`)
-  t.equal(frame?.code, code, `${label}: code ${code}`)
-  t.ok(typeof frame?.message === 'string' && frame.message !== '', `${label}: a non-empty message`)
-  if (ref !== undefined) t.equal(frame?.ref, ref, `${label}: ref echoed`)
-}
-
 /** Asserts a `message` event is exactly the given Message, flat. */
 function checkMessageEvent (t: Test, frame: Frame | undefined, expected: Message, label: string): void {
-  t.strictSame(pick(frame, MESSAGE_KEYS), { type: 'message', ...expected }, `${label}: the full Message, flat`)
+  t.strictSame(pickFields(frame, MESSAGE_KEYS), { type: 'message', ...expected }, `${label}: the full Message, flat`)
 }
 
 eachBackend(t, async (t, backend) => {
@@ -106,17 +50,11 @@ eachBackend(t, async (t, backend) => {
   const bob = await api.user('bob')
   const carol = await api.user('carol')
 
-  const open = async (t: Test, user: { token: string }, options: Omit<SocketOptions, 'token'> = {}): Promise<Sock> => {
-    const s = await connect(baseUrl, user.token, options)
-    t.teardown(async () => {
-      await Promise.race([s.close(), delay(1000)])
-      s.ws.terminate()
-    })
-    return s
-  }
+  const open = async (t: Test, user: { token: string }, options: Omit<SocketOptions, 'token'> = {}): Promise<ConnectedSocket> =>
+    await connectUntilTeardown(t, baseUrl, user.token, options)
 
   /** A room created by `owner`; `others` add themselves as members (anyone may, in a public room). */
-  const createRoom = async (t: Test, label: string, owner: User, others: User[] = [], isPrivate = false): Promise<string> => {
+  const createRoom = async (t: Test, label: string, owner: Account, others: Account[] = [], isPrivate = false): Promise<string> => {
     const id = roomId(label)
     const res = await api.request('POST', '/rooms', { token: owner.token, json: { id, private: isPrivate } })
     t.equal(res.status, 201, `POST /rooms ${id}`)
@@ -134,11 +72,11 @@ eachBackend(t, async (t, backend) => {
   }
 
   /** Sends a message, checks the ack, and returns the Message the contract says it is. */
-  const send = async (t: Test, s: Sock, room: string, body: string, clientMsgId?: string): Promise<Message> => {
+  const send = async (t: Test, s: ConnectedSocket, room: string, body: string, clientMsgId?: string): Promise<Message> => {
     const frame: Record<string, unknown> = { type: 'message', room, body }
     if (clientMsgId !== undefined) frame.clientMsgId = clientMsgId
     const ack = await s.request(frame)
-    t.strictSame(pick(ack, ['type', 'room', 'clientMsgId']), { type: 'ack', room, clientMsgId: clientMsgId ?? null }, `ack for ${body.slice(0, 20)}`)
+    t.strictSame(pickFields(ack, ['type', 'room', 'clientMsgId']), { type: 'ack', room, clientMsgId: clientMsgId ?? null }, `ack for ${body.slice(0, 20)}`)
     checkGenerated(t, ack, 'ack')
     return { id: ack.id, room, seq: ack.seq, userId: s.welcome.user.id, username: s.welcome.user.username, body, clientMsgId: clientMsgId ?? null, createdAt: ack.createdAt }
   }
@@ -152,8 +90,8 @@ eachBackend(t, async (t, backend) => {
   const sortOnline = (online: unknown): unknown => Array.isArray(online)
     ? [...online].sort((a, b) => String(a?.userId).localeCompare(String(b?.userId)))
     : online
-  const entry = (u: User): { userId: string, username: string } => ({ userId: u.id, username: u.username })
-  const onlineOf = (...users: User[]): unknown => sortOnline(users.map(entry))
+  const entry = (u: Account): { userId: string, username: string } => ({ userId: u.id, username: u.username })
+  const onlineOf = (...users: Account[]): unknown => sortOnline(users.map(entry))
 
   // ---------------------------------------------------------------------------------------------
   // Upgrade and authentication
@@ -163,11 +101,11 @@ eachBackend(t, async (t, backend) => {
       const s = await open(t, alice, { via })
       if (via === 'protocol') t.equal(s.ws.protocol, 'chat.v1', 'protocol variant: the server answers with the subprotocol chat.v1')
       t.equal(s.received[0], s.welcome, `${via}: welcome is the first frame`)
-      t.strictSame(pick(s.welcome, ['type', 'user', 'heartbeat']), { type: 'welcome', user: { id: alice.id, username: alice.username }, heartbeat: 30 },
+      t.strictSame(pickFields(s.welcome, ['type', 'user', 'heartbeat']), { type: 'welcome', user: { id: alice.id, username: alice.username }, heartbeat: 30 },
         `${via}: welcome {user: {id, username}, heartbeat: 30 (HEARTBEAT_TIMEOUT default)}`)
       t.type(s.welcome.heartbeat, 'number', `${via}: heartbeat is a number`)
       t.strictSame(Object.keys(s.welcome.user ?? {}).sort(), ['id', 'username'], `${via}: welcome.user is {id, username}`)
-      t.strictSame(pick(await s.request({ type: 'ping' }), ['type']), { type: 'pong' }, `${via}: the socket works`)
+      t.strictSame(pickFields(await s.request({ type: 'ping' }), ['type']), { type: 'pong' }, `${via}: the socket works`)
     }
   })
 
@@ -224,15 +162,15 @@ eachBackend(t, async (t, backend) => {
     t.notOk('ref' in pong && pong.ref !== undefined && pong.ref !== null, 'no ref given: none echoed')
     const ref = 'r'.repeat(64)
     s.send({ type: 'ping', ref })
-    t.strictSame(pick(await s.next('pong'), ['type', 'ref']), { type: 'pong', ref }, 'a 64-char ref is echoed')
-    t.strictSame(withoutPresence(await drain(s)), [], 'nothing else was sent')
+    t.strictSame(pickFields(await s.next('pong'), ['type', 'ref']), { type: 'pong', ref }, 'a 64-char ref is echoed')
+    t.strictSame(withoutPresence(await drainUntilPong(s)), [], 'nothing else was sent')
   })
 
   t.test('join without afterSeq: joined {room, lastSeq, online} with the joiner, no replay', async (t) => {
     const room = await createRoom(t, 'join', alice, [bob])
     const a = await open(t, alice)
     const first = await a.request({ type: 'join', room })
-    t.strictSame(pick(first, ['type', 'room', 'lastSeq']), { type: 'joined', room, lastSeq: 0 }, 'an empty room: lastSeq 0')
+    t.strictSame(pickFields(first, ['type', 'room', 'lastSeq']), { type: 'joined', room, lastSeq: 0 }, 'an empty room: lastSeq 0')
     t.strictSame(sortOnline(first.online), onlineOf(alice), 'online includes the joining user')
     t.equal(typeof first.ref, 'string', 'ref echoed')
 
@@ -249,7 +187,7 @@ eachBackend(t, async (t, backend) => {
       if (f.ref === ref) break
     }
     const joined = frames[frames.length - 1]
-    t.strictSame(pick(joined, ['type', 'room', 'lastSeq', 'ref']), { type: 'joined', room, lastSeq: 2, ref }, 'lastSeq is the newest seq; ref echoed')
+    t.strictSame(pickFields(joined, ['type', 'room', 'lastSeq', 'ref']), { type: 'joined', room, lastSeq: 2, ref }, 'lastSeq is the newest seq; ref echoed')
     t.strictSame(sortOnline(joined?.online), onlineOf(alice, bob), 'online: everyone joined, joiner included')
     t.strictSame(frames.filter((f) => f.type === 'message'), [], 'no afterSeq: no replay')
   })
@@ -285,7 +223,7 @@ eachBackend(t, async (t, backend) => {
       t.equal(frames.length, expected.length + 1, `afterSeq ${afterSeq}: ${expected.length} messages then joined`)
       expected.forEach((m, i) => checkMessageEvent(t, frames[i], m, `afterSeq ${afterSeq}, replay #${i}`))
       const joined = frames[frames.length - 1]
-      t.strictSame(pick(joined, ['type', 'room', 'lastSeq', 'ref']), { type: 'joined', room, lastSeq: 5, ref }, `afterSeq ${afterSeq}: joined last`)
+      t.strictSame(pickFields(joined, ['type', 'room', 'lastSeq', 'ref']), { type: 'joined', room, lastSeq: 5, ref }, `afterSeq ${afterSeq}: joined last`)
       t.strictSame(sortOnline(joined?.online), onlineOf(alice, bob), `afterSeq ${afterSeq}: online`)
       await b.close()
     }
@@ -311,7 +249,7 @@ eachBackend(t, async (t, backend) => {
     await acked
     t.strictSame(acks.map((f) => f.type), refs.map(() => 'ack'), 'every message acked')
     t.strictSame(acks.map((f) => f.seq).sort((x, y) => x - y), range(1, total), 'acked seqs are 1..30')
-    t.strictSame(withoutPresence(await drain(b)).filter((f) => f.type !== 'message'), [], 'only message events besides presence')
+    t.strictSame(withoutPresence(await drainUntilPong(b)).filter((f) => f.type !== 'message'), [], 'only message events besides presence')
     const seen = b.received.filter((f) => f.type === 'message').map((f) => f.seq)
     t.strictSame(seen, range(1, total), 'the joiner saw seq 1..30 once each, in order (replay, then live)')
     const joinedAt = b.received.indexOf(joined)
@@ -327,18 +265,18 @@ eachBackend(t, async (t, backend) => {
     await join(t, a, room)
     await join(t, b, room)
     const left = await b.request({ type: 'leave', room })
-    t.strictSame(pick(left, ['type', 'room']), { type: 'left', room }, 'left {room}')
+    t.strictSame(pickFields(left, ['type', 'room']), { type: 'left', room }, 'left {room}')
     t.equal(typeof left.ref, 'string', 'ref echoed')
     await send(t, a, room, 'after bob left')
     a.send({ type: 'typing', room, typing: true })
-    await drain(a) // the message and typing have been handled by the server
-    t.strictSame(withoutPresence(await drain(b)), [], 'no message or typing after leaving')
+    await drainUntilPong(a) // the message and typing have been handled by the server
+    t.strictSame(withoutPresence(await drainUntilPong(b)), [], 'no message or typing after leaving')
     const ref1 = 'after-leave-msg'
     b.send({ type: 'message', room, body: 'x', ref: ref1 })
-    checkError(t, await b.next((f) => f.ref === ref1), 'forbidden', ref1, 'message after leave')
+    checkErrorFrame(t, await b.next((f) => f.ref === ref1), 'forbidden', ref1, 'message after leave')
     const ref2 = 'after-leave-typing'
     b.send({ type: 'typing', room, typing: true, ref: ref2 })
-    checkError(t, await b.next((f) => f.ref === ref2), 'forbidden', ref2, 'typing after leave')
+    checkErrorFrame(t, await b.next((f) => f.ref === ref2), 'forbidden', ref2, 'typing after leave')
     t.equal((await history(room)).length, 1, 'the forbidden message was not stored')
   })
 
@@ -357,7 +295,7 @@ eachBackend(t, async (t, backend) => {
     const ref = 'send-1'
     a1.send({ type: 'message', room, body: 'hello', clientMsgId: 'c-1', ref })
     const ack = await a1.next((f) => f.ref === ref)
-    t.strictSame(pick(ack, ['type', 'room', 'clientMsgId', 'ref']), { type: 'ack', room, clientMsgId: 'c-1', ref }, 'ack {room, clientMsgId, ref}')
+    t.strictSame(pickFields(ack, ['type', 'room', 'clientMsgId', 'ref']), { type: 'ack', room, clientMsgId: 'c-1', ref }, 'ack {room, clientMsgId, ref}')
     checkGenerated(t, ack, 'ack')
     t.equal(ack.seq, 1, 'the first message of a room has seq 1')
     const expected: Message = { id: ack.id, room, seq: 1, userId: alice.id, username: alice.username, body: 'hello', clientMsgId: 'c-1', createdAt: ack.createdAt }
@@ -367,10 +305,10 @@ eachBackend(t, async (t, backend) => {
 
     checkMessageEvent(t, await b.next('message'), expected, 'other user')
     checkMessageEvent(t, await a2.next('message'), expected, 'same user, second socket')
-    t.strictSame(withoutPresence(await drain(a1)), [], 'the sending socket gets no message event')
-    t.strictSame(withoutPresence(await drain(c)), [], 'a socket not joined in the room gets nothing')
-    t.strictSame(withoutPresence(await drain(b)), [], 'one event only (other user)')
-    t.strictSame(withoutPresence(await drain(a2)), [], 'one event only (second socket)')
+    t.strictSame(withoutPresence(await drainUntilPong(a1)), [], 'the sending socket gets no message event')
+    t.strictSame(withoutPresence(await drainUntilPong(c)), [], 'a socket not joined in the room gets nothing')
+    t.strictSame(withoutPresence(await drainUntilPong(b)), [], 'one event only (other user)')
+    t.strictSame(withoutPresence(await drainUntilPong(a2)), [], 'one event only (second socket)')
 
     // Without clientMsgId: null in the ack, the event and history.
     const plain = await send(t, b, room, 'no client id')
@@ -378,7 +316,7 @@ eachBackend(t, async (t, backend) => {
     t.equal(plain.clientMsgId, null)
     checkMessageEvent(t, await a1.next('message'), plain, 'clientMsgId null, to the first sender')
     checkMessageEvent(t, await a2.next('message'), plain, 'clientMsgId null, to the second socket')
-    t.strictSame(withoutPresence(await drain(b)), [], 'the sender (bob) gets no event')
+    t.strictSame(withoutPresence(await drainUntilPong(b)), [], 'the sender (bob) gets no event')
     t.strictSame(await history(room, carol.token), [expected, plain], 'history: exactly what was acked, in seq order')
   })
 
@@ -411,11 +349,11 @@ eachBackend(t, async (t, backend) => {
     checkMessageEvent(t, await b.next('message'), original, 'first send')
     checkMessageEvent(t, await a2.next('message'), original, 'first send, second socket')
 
-    const again = async (s: Sock, body: string, label: string): Promise<void> => {
+    const again = async (s: ConnectedSocket, body: string, label: string): Promise<void> => {
       const ref = `again-${label}`
       s.send({ type: 'message', room, body, clientMsgId: 'dup-1', ref })
       const ack = await s.next((f) => f.ref === ref)
-      t.strictSame(pick(ack, ['type', 'room', 'id', 'seq', 'clientMsgId', 'createdAt', 'ref']),
+      t.strictSame(pickFields(ack, ['type', 'room', 'id', 'seq', 'clientMsgId', 'createdAt', 'ref']),
         { type: 'ack', room, id: original.id, seq: original.seq, clientMsgId: 'dup-1', createdAt: original.createdAt, ref },
         `${label}: the original ack (same id, seq, createdAt), the new ref`)
     }
@@ -423,9 +361,9 @@ eachBackend(t, async (t, backend) => {
     await again(a2, 'once', 'second socket of the same user')
     await again(a1, 'a different body', 'different body')
 
-    t.strictSame(withoutPresence(await drain(b)), [], 'no second message event')
-    t.strictSame(withoutPresence(await drain(a2)), [], 'no second message event (second socket)')
-    t.strictSame(withoutPresence(await drain(a1)), [], 'no event to the sender')
+    t.strictSame(withoutPresence(await drainUntilPong(b)), [], 'no second message event')
+    t.strictSame(withoutPresence(await drainUntilPong(a2)), [], 'no second message event (second socket)')
+    t.strictSame(withoutPresence(await drainUntilPong(a1)), [], 'no event to the sender')
 
     // The dedup is per user and per room: the same clientMsgId elsewhere is a new message.
     const bobs = await send(t, b, room, 'bob reuses the id', 'dup-1')
@@ -460,8 +398,8 @@ eachBackend(t, async (t, backend) => {
       t.equal(new Set(acked.map((m) => m.id)).size, acked.length, `${room}: distinct ids`)
       t.strictSame(await history(room, bob.token), acked, `${room}: history is exactly what was acked, in seq order`)
     }
-    await drain(a)
-    await drain(b)
+    await drainUntilPong(a)
+    await drainUntilPong(b)
     const seenByB = b.received.filter((f) => f.type === 'message' && f.room === r1).map((f) => f.seq)
     const alicesSeqs = messages.filter((m) => m.room === r1 && m.userId === alice.id).map((m) => m.seq).sort((x, y) => x - y)
     t.strictSame(seenByB, alicesSeqs, 'bob saw alice\'s r1 messages once each, in seq order')
@@ -478,19 +416,19 @@ eachBackend(t, async (t, backend) => {
     const b = await open(t, bob)
     const c = await open(t, carol)
     for (const s of [a, b, c]) await join(t, s, room)
-    await drain(a); await drain(b); await drain(c)
+    await drainUntilPong(a); await drainUntilPong(b); await drainUntilPong(c)
 
     a.send({ type: 'typing', room, typing: true, ref: 'typing-ref' })
     const want = { type: 'typing', room, userId: alice.id, username: alice.username, typing: true }
-    t.strictSame(pick(await b.next('typing'), Object.keys(want)), want, 'bob gets typing true')
-    t.strictSame(pick(await c.next('typing'), Object.keys(want)), want, 'carol gets typing true')
-    t.strictSame(withoutPresence(await drain(a)), [], 'the typist gets neither typing nor any reply to its ref')
+    t.strictSame(pickFields(await b.next('typing'), Object.keys(want)), want, 'bob gets typing true')
+    t.strictSame(pickFields(await c.next('typing'), Object.keys(want)), want, 'carol gets typing true')
+    t.strictSame(withoutPresence(await drainUntilPong(a)), [], 'the typist gets neither typing nor any reply to its ref')
 
     a.send({ type: 'typing', room, typing: false })
-    t.strictSame(pick(await b.next('typing'), Object.keys(want)), { ...want, typing: false }, 'bob gets typing false')
-    t.strictSame(pick(await c.next('typing'), Object.keys(want)), { ...want, typing: false }, 'carol gets typing false')
-    t.strictSame(withoutPresence(await drain(a)), [], 'the typist gets nothing')
-    t.strictSame(withoutPresence(await drain(b)), [], 'bob got one typing frame per change')
+    t.strictSame(pickFields(await b.next('typing'), Object.keys(want)), { ...want, typing: false }, 'bob gets typing false')
+    t.strictSame(pickFields(await c.next('typing'), Object.keys(want)), { ...want, typing: false }, 'carol gets typing false')
+    t.strictSame(withoutPresence(await drainUntilPong(a)), [], 'the typist gets nothing')
+    t.strictSame(withoutPresence(await drainUntilPong(b)), [], 'bob got one typing frame per change')
 
     t.strictSame(await history(room), [], 'typing is not stored')
     const info = await api.request('GET', `/rooms/${encodeURIComponent(room)}`, { token: alice.token })
@@ -514,10 +452,10 @@ eachBackend(t, async (t, backend) => {
     // Keep alice's socket busy with pings (not typing) so only the typing state can time out.
     const keepAlive = setInterval(() => a.send({ type: 'ping' }), 1000)
     t.teardown(() => clearInterval(keepAlive))
-    const stop = await maybeNext(b, (f) => f.type === 'typing', 8000)
+    const stop = await nextOrNull(b, (f) => f.type === 'typing', 8000)
     const elapsed = Date.now() - started
     clearInterval(keepAlive)
-    t.strictSame(stop === null ? null : pick(stop, ['type', 'room', 'userId', 'username', 'typing']),
+    t.strictSame(stop === null ? null : pickFields(stop, ['type', 'room', 'userId', 'username', 'typing']),
       { type: 'typing', room, userId: alice.id, username: alice.username, typing: false }, 'typing false from the server')
     if (stop !== null) t.ok(elapsed >= 4000 && elapsed <= 7500, `about 5 s after the start (${elapsed} ms)`)
   })
@@ -534,8 +472,8 @@ eachBackend(t, async (t, backend) => {
     const isBob = (f: Frame): boolean => f.type === 'presence' && f.userId === bob.id
     const bobFrames = (frames: Frame[]): Frame[] => frames.filter(isBob)
     const expectPresence = async (status: string, label: string): Promise<void> => {
-      const frame = await maybeNext(c, isBob, 2000)
-      t.strictSame(frame === null ? null : pick(frame, keys), forBob(status), label)
+      const frame = await nextOrNull(c, isBob, 2000)
+      t.strictSame(frame === null ? null : pickFields(frame, keys), forBob(status), label)
     }
 
     const b1 = await open(t, bob)
@@ -546,10 +484,10 @@ eachBackend(t, async (t, backend) => {
     const b2 = await open(t, bob)
     await join(t, b2, room)
     await b2.request({ type: 'leave', room })
-    t.strictSame(bobFrames(await drain(c)), [], 'a second socket joining and leaving: no presence event')
+    t.strictSame(bobFrames(await drainUntilPong(c)), [], 'a second socket joining and leaving: no presence event')
     await b2.request({ type: 'join', room })
     await b1.request({ type: 'leave', room })
-    t.strictSame(bobFrames(await drain(c)), [], 'one of two sockets leaving: no presence event')
+    t.strictSame(bobFrames(await drainUntilPong(c)), [], 'one of two sockets leaving: no presence event')
 
     await b2.close()
     await expectPresence('offline', 'the last socket closed: presence offline')
@@ -591,7 +529,7 @@ eachBackend(t, async (t, backend) => {
     for (const [label, frame] of raw) {
       s.send(frame)
       const reply = await s.next((f) => f.type === 'error' || f.type === 'pong')
-      checkError(t, reply, 'bad_request', undefined, label)
+      checkErrorFrame(t, reply, 'bad_request', undefined, label)
       await alive(label)
     }
 
@@ -622,7 +560,7 @@ eachBackend(t, async (t, backend) => {
     for (const [label, frame] of cases) {
       const ref = `bad-${++n}`
       s.send({ ...frame, ref })
-      checkError(t, await s.next((f) => f.ref === ref), 'bad_request', ref, label)
+      checkErrorFrame(t, await s.next((f) => f.ref === ref), 'bad_request', ref, label)
       await alive(label)
     }
 
@@ -630,7 +568,7 @@ eachBackend(t, async (t, backend) => {
     for (const [label, ref] of [['ref 65 chars', long(65)], ['ref not a string', 17]] as const) {
       s.send({ type: 'ping', ref })
       const reply = await s.next((f) => f.type === 'error' || f.type === 'pong')
-      checkError(t, reply, 'bad_request', undefined, label)
+      checkErrorFrame(t, reply, 'bad_request', undefined, label)
       await alive(label)
     }
 
@@ -651,22 +589,22 @@ eachBackend(t, async (t, backend) => {
       ['typing to general, not joined', { type: 'typing', room: 'general', typing: false }]
     ] as const) {
       const reply = await a.request(frame)
-      checkError(t, reply, 'forbidden', reply.ref, label)
+      checkErrorFrame(t, reply, 'forbidden', reply.ref, label)
       t.equal((await a.request({ type: 'ping' })).type, 'pong', `${label}: still open`)
     }
-    t.strictSame(withoutPresence(await drain(b)), [], 'nothing reached the joined socket')
+    t.strictSame(withoutPresence(await drainUntilPong(b)), [], 'nothing reached the joined socket')
     t.strictSame(await history(room), [], 'nothing stored')
     // Joined by another socket of the same user does not count: joins are per socket.
     const a2 = await open(t, alice)
     await join(t, a2, room)
-    checkError(t, await a.request({ type: 'message', room, body: 'hi' }), 'forbidden', undefined, 'joined on another socket only')
+    checkErrorFrame(t, await a.request({ type: 'message', room, body: 'hi' }), 'forbidden', undefined, 'joined on another socket only')
   })
 
   t.test('join: unknown room → not_found; a private room needs membership', async (t) => {
     const s = await open(t, bob)
     const ref = 'unknown-room'
     s.send({ type: 'join', room: roomId('nope'), ref })
-    checkError(t, await s.next((f) => f.ref === ref), 'not_found', ref, 'unknown room')
+    checkErrorFrame(t, await s.next((f) => f.ref === ref), 'not_found', ref, 'unknown room')
     t.equal((await s.request({ type: 'ping' })).type, 'pong', 'still open')
 
     const secret = await createRoom(t, 'private', alice, [], true)
@@ -677,8 +615,8 @@ eachBackend(t, async (t, backend) => {
     t.equal(denied.type, 'error', 'a non-member cannot join a private room')
     t.ok(denied.code === 'forbidden' || denied.code === 'not_found', `forbidden or not_found (${String(denied.code)})`)
     t.strictSame(s.received.filter((f) => f.type === 'message'), [], 'nothing replayed to the non-member')
-    checkError(t, await s.request({ type: 'message', room: secret, body: 'let me in' }), 'forbidden', undefined, 'message to it')
-    t.strictSame(withoutPresence(await drain(a)), [], 'members see nothing of it')
+    checkErrorFrame(t, await s.request({ type: 'message', room: secret, body: 'let me in' }), 'forbidden', undefined, 'message to it')
+    t.strictSame(withoutPresence(await drainUntilPong(a)), [], 'members see nothing of it')
 
     t.equal((await api.request('POST', `/rooms/${encodeURIComponent(secret)}/members`, { token: alice.token, json: { userId: bob.id } })).status, 204)
     const joined = await join(t, s, secret, 0)
@@ -700,7 +638,7 @@ eachBackend(t, async (t, backend) => {
     const atLimit = frameOf(64 * 1024, 'at-limit')
     t.equal(Buffer.byteLength(atLimit), 65536)
     s.send(atLimit)
-    checkError(t, await s.next((f) => f.ref === 'at-limit'), 'bad_request', 'at-limit', '64 KiB frame: only the body is too long')
+    checkErrorFrame(t, await s.next((f) => f.ref === 'at-limit'), 'bad_request', 'at-limit', '64 KiB frame: only the body is too long')
     t.equal((await s.request({ type: 'ping' })).type, 'pong', 'still open')
 
     const over = frameOf(64 * 1024 + 1, 'over')

@@ -8,41 +8,15 @@
 // server's knobs for it) so flooding is quick to reach, one with HEARTBEAT_TIMEOUT=2 so a missed
 // heartbeat is quick to reach.
 import t, { type Test } from 'tap'
+import { checkErrorFrame, connectUntilTeardown, delay, pickFields, uniqueRoomId, type Account } from '../helpers/chat.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
-import { connect, type Frame, type SocketOptions, type TestSocket } from '../helpers/socket.js'
-
-type Sock = TestSocket & { welcome: Frame }
-interface User { readonly id: string, readonly username: string, readonly token: string }
+import { nextOrNull, type ConnectedSocket, type Frame, type SocketOptions } from '../helpers/socket.js'
 
 const HEARTBEAT = 2
 
-function pick (frame: Frame | undefined, keys: readonly string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {}
-  for (const key of keys) out[key] = frame?.[key]
-  return out
-}
-
-async function delay (ms: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-function checkError (t: Test, frame: Frame | undefined, code: string, label: string): void {
-  t.equal(frame?.type, 'error', `${label}: an error frame`)
-  t.equal(frame?.code, code, `${label}: code ${code}`)
-  t.ok(typeof frame?.message === 'string' && frame.message !== '', `${label}: a non-empty message`)
-}
-
-async function maybeNext (s: TestSocket, match: (f: Frame) => boolean, ms: number): Promise<Frame | null> {
-  try {
-    return await s.next(match, ms)
-  } catch {
-    return null
-  }
-}
-
-let rooms = 0
+/** A room id unique to this run. */
 function roomId (label: string): string {
-  return `bbl.${label}.${process.pid}.${++rooms}`
+  return uniqueRoomId('bbl', label)
 }
 
 eachBackend(t, async (t, backend) => {
@@ -51,23 +25,17 @@ eachBackend(t, async (t, backend) => {
     startTestServer(t, backend, { env: { HEARTBEAT_TIMEOUT: String(HEARTBEAT) } })
   ])
 
-  const open = async (t: Test, baseUrl: string, user: { token: string }, options: Omit<SocketOptions, 'token'> = {}): Promise<Sock> => {
-    const s = await connect(baseUrl, user.token, options)
-    t.teardown(async () => {
-      await Promise.race([s.close(), delay(1000)])
-      s.ws.terminate()
-    })
-    return s
-  }
+  const open = async (t: Test, baseUrl: string, user: { token: string }, options: Omit<SocketOptions, 'token'> = {}): Promise<ConnectedSocket> =>
+    await connectUntilTeardown(t, baseUrl, user.token, options)
 
   t.test('flooding: rate_limited errors, then close 1008; the limit is per socket', async (t) => {
-    const alice: User = await limited.api.user('alice')
+    const alice: Account = await limited.api.user('alice')
     const calm = await open(t, limited.baseUrl, alice)
     const flood = await open(t, limited.baseUrl, alice)
 
     // A few frames at once are within the burst: all served.
     for (const ref of ['c1', 'c2', 'c3']) calm.send({ type: 'ping', ref })
-    for (const ref of ['c1', 'c2', 'c3']) t.strictSame(pick(await calm.next((f) => f.ref === ref), ['type', 'ref']), { type: 'pong', ref }, `within the burst: ${ref} served`)
+    for (const ref of ['c1', 'c2', 'c3']) t.strictSame(pickFields(await calm.next((f) => f.ref === ref), ['type', 'ref']), { type: 'pong', ref }, `within the burst: ${ref} served`)
 
     const sent = new Set<string>()
     let n = 0
@@ -82,11 +50,11 @@ eachBackend(t, async (t, backend) => {
     t.teardown(() => clearInterval(timer))
 
     const firstLimited = await flood.next('error', 10000)
-    checkError(t, firstLimited, 'rate_limited', 'the first refused frame')
+    checkErrorFrame(t, firstLimited, 'rate_limited', undefined, 'the first refused frame')
     t.ok(typeof firstLimited.ref === 'string' && sent.has(firstLimited.ref), `the error carries the ref of a frame sent (${String(firstLimited.ref)})`)
 
     // Another socket of the same user is not limited by this one's flood.
-    t.strictSame(pick(await calm.request({ type: 'ping' }), ['type']), { type: 'pong' }, 'another socket, meanwhile: served')
+    t.strictSame(pickFields(await calm.request({ type: 'ping' }), ['type']), { type: 'pong' }, 'another socket, meanwhile: served')
 
     const closed = await Promise.race([flood.closed, delay(15000).then(() => null)])
     clearInterval(timer)
@@ -100,19 +68,19 @@ eachBackend(t, async (t, backend) => {
     t.ok(errors.length >= 1, `rate_limited errors came before the close (${errors.length})`)
     t.strictSame(errors.filter((f) => f.code !== 'rate_limited').map((f) => f.code), [], 'every error is rate_limited')
 
-    t.strictSame(pick(await calm.request({ type: 'ping' }), ['type']), { type: 'pong' }, 'the other socket is still open after the close')
+    t.strictSame(pickFields(await calm.request({ type: 'ping' }), ['type']), { type: 'pong' }, 'the other socket is still open after the close')
   })
 
   t.test('welcome.heartbeat equals HEARTBEAT_TIMEOUT', async (t) => {
     const user = await beating.api.user('hb')
     const s = await open(t, beating.baseUrl, user)
-    t.strictSame(pick(s.welcome, ['type', 'user', 'heartbeat']), { type: 'welcome', user: { id: user.id, username: user.username }, heartbeat: HEARTBEAT })
+    t.strictSame(pickFields(s.welcome, ['type', 'user', 'heartbeat']), { type: 'welcome', user: { id: user.id, username: user.username }, heartbeat: HEARTBEAT })
   })
 
   t.test('a socket that misses its heartbeat is closed and its user goes offline within HEARTBEAT_TIMEOUT + 5 s', { todo: 'presence events, typing auto-stop and heartbeat-driven offline are the next issue (4)' }, async (t) => {
     const { api, baseUrl } = beating
-    const carol: User = await api.user('carol')
-    const bob: User = await api.user('bob')
+    const carol: Account = await api.user('carol')
+    const bob: Account = await api.user('bob')
     const room = roomId('hb')
     t.equal((await api.request('POST', '/rooms', { token: carol.token, json: { id: room } })).status, 201)
     t.equal((await api.request('POST', `/rooms/${encodeURIComponent(room)}/members`, { token: bob.token, json: { userId: bob.id } })).status, 204)
@@ -137,16 +105,16 @@ eachBackend(t, async (t, backend) => {
     t.ok(closed !== null, `the silent socket was closed (${closedAfter} ms after its last frame, code ${String(closed?.code)})`)
     t.ok(closedAfter >= HEARTBEAT * 1000 - 500, `not before HEARTBEAT_TIMEOUT (${closedAfter} ms)`)
 
-    const online = await maybeNext(observer, isBob, 500)
-    t.strictSame(online === null ? null : pick(online, keys), { type: 'presence', room, userId: bob.id, username: bob.username, status: 'online' }, 'the observer saw bob online first')
-    const offline = await maybeNext(observer, isBob, Math.max(100, silentSince + limit + 500 - Date.now()))
+    const online = await nextOrNull(observer, isBob, 500)
+    t.strictSame(online === null ? null : pickFields(online, keys), { type: 'presence', room, userId: bob.id, username: bob.username, status: 'online' }, 'the observer saw bob online first')
+    const offline = await nextOrNull(observer, isBob, Math.max(100, silentSince + limit + 500 - Date.now()))
     const offlineAfter = Date.now() - silentSince
-    t.strictSame(offline === null ? null : pick(offline, keys), { type: 'presence', room, userId: bob.id, username: bob.username, status: 'offline' },
+    t.strictSame(offline === null ? null : pickFields(offline, keys), { type: 'presence', room, userId: bob.id, username: bob.username, status: 'offline' },
       `then offline, within HEARTBEAT_TIMEOUT + 5 s (${offlineAfter} ms)`)
 
     // A socket that keeps talking outlives several heartbeat periods.
     const wait = observerOpened + 2 * HEARTBEAT * 1000 + 500 - Date.now()
     if (wait > 0) await delay(wait)
-    t.strictSame(pick(await observer.request({ type: 'ping' }), ['type']), { type: 'pong' }, 'the talking socket is still open after 2 × HEARTBEAT_TIMEOUT')
+    t.strictSame(pickFields(await observer.request({ type: 'ping' }), ['type']), { type: 'pong' }, 'the talking socket is still open after 2 × HEARTBEAT_TIMEOUT')
   })
 })

@@ -158,3 +158,53 @@ export async function refusedUpgrade (baseUrl: string, options: SocketOptions = 
     ws.once('error', reject)
   })
 }
+
+/** A socket as `connect` returns it: open, with its `welcome` taken. */
+export type ConnectedSocket = TestSocket & { welcome: Frame }
+
+/** A ping answered: every frame the server sent this socket before it has arrived. */
+export async function barrier (socket: TestSocket): Promise<void> {
+  const pong = await socket.request({ type: 'ping' })
+  if (pong.type !== 'pong') throw new Error(`expected pong, got ${JSON.stringify(pong)}`)
+}
+
+let drains = 0
+
+/**
+ * Sends a ping and takes every frame up to its pong: returns what the socket had pending (received
+ * and not yet taken) before the pong. Used to prove something did NOT arrive.
+ */
+export async function drainUntilPong (socket: TestSocket, ms = 3000): Promise<Frame[]> {
+  const ref = `drain-${++drains}`
+  socket.send({ type: 'ping', ref })
+  const before: Frame[] = []
+  for (;;) {
+    const frame = await socket.next(undefined, ms)
+    if (frame.type === 'pong' && frame.ref === ref) return before
+    before.push(frame)
+  }
+}
+
+/** The first matching frame within `ms`, or null: lets a missing frame fail one assertion, not the whole test. */
+export async function nextOrNull (socket: TestSocket, match: (f: Frame) => boolean, ms: number): Promise<Frame | null> {
+  try {
+    return await socket.next(match, ms)
+  } catch {
+    return null
+  }
+}
+
+/** The `message` events of one room this socket received, in arrival order (taken or not). */
+export function messageEvents (socket: TestSocket, room: string): Frame[] {
+  return socket.received.filter((f) => f.type === 'message' && f.room === room)
+}
+
+/** The acks this socket received, of one room or of all, in arrival order. */
+export function receivedAcks (socket: TestSocket, room?: string): Frame[] {
+  return socket.received.filter((f) => f.type === 'ack' && (room === undefined || f.room === room))
+}
+
+/** The error frames this socket received, in arrival order. */
+export function receivedErrors (socket: TestSocket): Frame[] {
+  return socket.received.filter((f) => f.type === 'error')
+}

@@ -7,126 +7,43 @@
 // is taken over) or the same Postgres database must hold every acked message exactly once, with
 // the acked id and seq; re-sending the whole burst then fills in the rest: every clientMsgId once,
 // acked ones unchanged, seq gapless 1..N.
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import WebSocket from 'ws'
-import { createClient, type ApiClient } from '../helpers/http.js'
+import {
+  BURST, connectAndJoin, delay, planBurst, range, readWholeHistory, registerWithSignedToken, sendPlanned, spawnedServerEnv,
+  startBurst, tempDataDir, trackReplies, waitUntil, type Account
+} from '../helpers/chat.js'
+import { createClient } from '../helpers/http.js'
 import { eachBackend } from '../helpers/server.js'
-import { connect, type Frame, type TestSocket } from '../helpers/socket.js'
 import { spawnServer, type ServerProcess } from '../helpers/spawn.js'
-import { signJwt } from '../helpers/tokens.js'
 
 const SECRET = 'crash-test-secret-that-is-at-least-32-bytes'
-const SOCKETS = 3
-const PER_SOCKET = 400
-/** Pace of the burst: this many frames per socket every few milliseconds, so it lasts a while. */
-const CHUNK = 10
-const EVERY_MS = 5
-/** Acks to see before the kill. */
-const ACKS_BEFORE_KILL = 100
-
-interface User { readonly id: string, readonly username: string, readonly token: string }
-interface Stored { id: string, seq: number, userId: string, body: string, clientMsgId: string | null }
-interface Planned { readonly socket: number, readonly clientMsgId: string, readonly body: string }
-
-const delay = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
-
-async function waitUntil (what: string, ms: number, check: () => boolean): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await delay(2)
-  }
-}
-
-function tempDir (t: Test): string {
-  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'chat-crash-')))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
-
-/** Registers a user (one password hash) and signs its token here, instead of logging in (a second hash). */
-async function user (api: ApiClient, username: string): Promise<User> {
-  const res = await api.request('POST', '/auth/register', { json: { username, password: 'correct-horse-battery' } })
-  if (res.status !== 201) throw new Error(`register ${username}: ${res.status} ${res.text}`)
-  const token = signJwt({ alg: 'HS256', typ: 'JWT' }, { sub: res.body.id, username, exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: SECRET })
-  return { id: res.body.id, username, token }
-}
-
-async function history (api: ApiClient, token: string, room: string): Promise<Stored[]> {
-  const all: Stored[] = []
-  let after = 0
-  for (;;) {
-    const res = await api.request('GET', `/rooms/${room}/messages?after=${after}&limit=100`, { token })
-    if (res.status !== 200) throw new Error(`history: ${res.status} ${res.text}`)
-    all.push(...res.body.messages as Stored[])
-    if (!res.body.hasMore || res.body.messages.length === 0) return all
-    after = all[all.length - 1]!.seq
-  }
-}
-
-async function joinAll (t: Test, sockets: TestSocket[], room: string): Promise<void> {
-  for (const s of sockets) {
-    const joined = await s.request({ type: 'join', room })
-    t.equal(joined.type, 'joined', `joined ${room}`)
-  }
-}
-
-/** Every reply (by ref = clientMsgId) a socket gets, as it arrives. */
-function trackReplies (sockets: TestSocket[]): Map<string, Frame> {
-  const replies = new Map<string, Frame>()
-  for (const s of sockets) {
-    s.ws.on('message', (data, isBinary) => {
-      if (isBinary) return
-      const frame = JSON.parse(data.toString()) as Frame
-      if ((frame.type === 'ack' || frame.type === 'error') && typeof frame.ref === 'string') replies.set(frame.ref, frame)
-    })
-  }
-  return replies
-}
-
-const send = (s: TestSocket, room: string, p: Planned): void => {
-  // ref = clientMsgId: one reply per message, found by either.
-  s.send({ type: 'message', room, body: p.body, clientMsgId: p.clientMsgId, ref: p.clientMsgId })
-}
 
 async function run (t: Test, env: Record<string, string>): Promise<void> {
   const room = 'general'
-  const plan: Planned[][] = Array.from({ length: SOCKETS }, (_, i) =>
-    Array.from({ length: PER_SOCKET }, (_, j) => ({ socket: i, clientMsgId: `crash-${i}-${j}`, body: `burst message ${j} from socket ${i}` })))
+  const plan = planBurst('crash')
   const all = plan.flat()
 
   // First life: the burst, and a SIGKILL in the middle of it.
   const first = spawnServer(t, { env })
   const base1 = `http://127.0.0.1:${await first.listening()}`
   const api1 = createClient(base1)
-  const users: User[] = []
-  for (let i = 0; i < SOCKETS; i++) users.push(await user(api1, `crash_${i}`))
-  const sockets1 = await Promise.all(users.map(async (u) => await connect(base1, u.token)))
-  t.teardown(() => { for (const s of sockets1) s.ws.terminate() })
-  await joinAll(t, sockets1, room)
+  const users: Account[] = []
+  for (let i = 0; i < BURST.sockets; i++) users.push(await registerWithSignedToken(api1, `crash_${i}`, SECRET))
+  const sockets1 = await connectAndJoin(t, base1, users, room)
   const replies = trackReplies(sockets1)
-  const sentCount = plan.map(() => 0)
-  const timer = setInterval(() => {
-    sockets1.forEach((s, i) => {
-      for (let k = 0; k < CHUNK && sentCount[i]! < PER_SOCKET && s.ws.readyState === WebSocket.OPEN; k++) send(s, room, plan[i]![sentCount[i]!++]!)
-    })
-  }, EVERY_MS)
-  t.teardown(() => clearInterval(timer))
+  const burst = startBurst(t, sockets1, room, plan)
   const acked = (): number => [...replies.values()].filter((f) => f.type === 'ack').length
-  await waitUntil(`${ACKS_BEFORE_KILL} acks`, 20_000, () => acked() >= ACKS_BEFORE_KILL)
+  await waitUntil(() => acked() >= BURST.acksBeforeSignal, 20_000, `${BURST.acksBeforeSignal} acks`)
   first.child.kill('SIGKILL')
-  const sentAtKill = sentCount.reduce((a, b) => a + b, 0)
+  const sentAtKill = burst.sent()
   const repliedAtKill = replies.size
   const exit = await first.exited(10_000)
-  clearInterval(timer)
+  burst.stop()
   t.same(exit, { code: null, signal: 'SIGKILL' }, 'the server was killed')
 
   const acks = new Map([...replies].filter(([, f]) => f.type === 'ack'))
   const errors = [...replies.values()].filter((f) => f.type === 'error')
-  const sent = sentCount.reduce((a, b) => a + b, 0)
+  const sent = burst.sent()
   t.comment(`at the kill: ${sentAtKill} sent, ${repliedAtKill} answered; in the end ${sent} sent, ${acks.size} acked, ${errors.length} errors, ${sent - replies.size} unanswered, ${all.length - sent} never sent`)
   t.ok(acks.size > 0, 'some messages were acked before the kill')
   t.ok(sentAtKill > repliedAtKill, `others were in flight at the kill (${sentAtKill - repliedAtKill})`)
@@ -139,10 +56,10 @@ async function run (t: Test, env: Record<string, string>): Promise<void> {
   const second = spawnServer(t, { env })
   const base2 = `http://127.0.0.1:${await second.listening()}`
   const api2 = createClient(base2)
-  const before = await history(api2, users[0]!.token, room)
+  const before = await readWholeHistory(api2, users[0]!.token, room)
   const beforeById = new Map(before.map((m) => [m.clientMsgId, m]))
   t.equal(beforeById.size, before.length, 'after the restart, no clientMsgId is stored twice')
-  t.strictSame(before.map((m) => m.seq), Array.from({ length: before.length }, (_, i) => i + 1), `after the restart, seq is 1..${before.length}, gapless`)
+  t.strictSame(before.map((m) => m.seq), range(1, before.length), `after the restart, seq is 1..${before.length}, gapless`)
   const planned = new Map(all.map((p) => [p.clientMsgId, p]))
   t.ok(before.every((m) => planned.has(m.clientMsgId ?? '')), 'everything stored comes from the burst')
   let lost = 0
@@ -157,19 +74,17 @@ async function run (t: Test, env: Record<string, string>): Promise<void> {
   t.comment(`stored after the restart: ${before.length} (${before.length - acks.size} of them stored but not acked before the kill)`)
 
   // Every client re-sends its whole burst, acked or not, with the same clientMsgIds.
-  const sockets2 = await Promise.all(users.map(async (u) => await connect(base2, u.token)))
-  t.teardown(() => { for (const s of sockets2) s.ws.terminate() })
-  await joinAll(t, sockets2, room)
+  const sockets2 = await connectAndJoin(t, base2, users, room)
   const again = trackReplies(sockets2)
   let waiting = all
   const deadline = Date.now() + 30_000
   while (waiting.length > 0 && Date.now() < deadline) {
     for (const p of waiting) {
       again.delete(p.clientMsgId)
-      send(sockets2[p.socket]!, room, p)
+      sendPlanned(sockets2[p.socket]!, room, p)
     }
     const batch = waiting
-    await waitUntil('answers to the re-sent burst', Math.max(1, deadline - Date.now()), () => batch.every((p) => again.has(p.clientMsgId))).catch(() => {})
+    await waitUntil(() => batch.every((p) => again.has(p.clientMsgId)), Math.max(1, deadline - Date.now()), 'answers to the re-sent burst').catch(() => {})
     // `unavailable` is the one answer that invites a retry.
     waiting = batch.filter((p) => again.get(p.clientMsgId)?.type !== 'ack' && (again.get(p.clientMsgId) === undefined || again.get(p.clientMsgId)?.code === 'unavailable'))
     if (waiting.length > 0) await delay(200)
@@ -192,9 +107,9 @@ async function run (t: Test, env: Record<string, string>): Promise<void> {
   }
   t.equal(moved, 0, 'messages stored (acked or not) before the crash are answered with the stored id and seq')
 
-  const after = await history(api2, users[0]!.token, room)
+  const after = await readWholeHistory(api2, users[0]!.token, room)
   t.equal(after.length, all.length, `history holds the ${all.length} messages of the burst`)
-  t.strictSame(after.map((m) => m.seq), Array.from({ length: after.length }, (_, i) => i + 1), `seq is 1..${after.length}, gapless`)
+  t.strictSame(after.map((m) => m.seq), range(1, after.length), `seq is 1..${after.length}, gapless`)
   const counts = new Map<string, number>()
   for (const m of after) counts.set(m.clientMsgId ?? '', (counts.get(m.clientMsgId ?? '') ?? 0) + 1)
   const wrongCount = all.filter((p) => counts.get(p.clientMsgId) !== 1)
@@ -220,18 +135,9 @@ async function stop (server: ServerProcess): Promise<unknown> {
 
 t.test('SIGKILL in the middle of a burst: acked messages survive, re-sending the burst fills the rest once', async (t) => {
   eachBackend(t, async (t, backend) => {
-    const dataDir = tempDir(t)
+    const dataDir = tempDataDir(t, 'chat-crash-')
     const { url, drop } = await backend.provision()
     t.teardown(drop)
-    await run(t, {
-      HOST: '127.0.0.1',
-      PORT: '0',
-      DATA_DIR: dataDir,
-      DATABASE_URL: url ?? '',
-      JWT_SECRET: SECRET,
-      LOG_LEVEL: 'info',
-      WS_RATE: '100000',
-      WS_BURST: '100000'
-    })
+    await run(t, spawnedServerEnv(dataDir, SECRET, url ?? ''))
   })
 })

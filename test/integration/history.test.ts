@@ -1,29 +1,15 @@
 import t, { type Test } from 'tap'
+import type { Message } from '../../src/protocol/resources.js'
 import { assertError } from '../helpers/assertions.js'
+import { createRoom, range } from '../helpers/chat.js'
 import type { ApiResponse } from '../helpers/http.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
-
-/** The Message API.md promises, built from what was inserted, to compare responses against whole. */
-interface Message {
-  id: string
-  room: string
-  seq: number
-  userId: string
-  username: string
-  body: string
-  clientMsgId: string | null
-  createdAt: string
-}
 
 interface Author { id: string, username: string }
 
 /** A short ASCII-only label: some bodies hold line separators that would break the TAP output. */
 function printable (text: string): string {
   return text.slice(0, 30).replace(/[^\x20-\x7e]/gu, (c) => `\\u{${(c.codePointAt(0) ?? 0).toString(16)}}`)
-}
-
-function range (from: number, to: number): number[] {
-  return Array.from({ length: to - from + 1 }, (_, i) => from + i)
 }
 
 // Bodies a careless layer (JSON, the uWS bridge, SQL) could mangle; each must come back unchanged.
@@ -76,13 +62,8 @@ eachBackend(t, async (t, backend) => {
   const history = async (room: string, query = '', token = alice.token): Promise<ApiResponse> =>
     await api.request('GET', `/rooms/${room}/messages${query === '' ? '' : `?${query}`}`, { token })
 
-  const createRoom = async (id: string, isPrivate = false): Promise<void> => {
-    const res = await api.request('POST', '/rooms', { token: alice.token, json: { id, private: isPrivate } })
-    if (res.status !== 201) throw new Error(`create ${id}: ${res.status} ${res.text}`)
-  }
-
   // 250 messages alternating authors; every third carries a clientMsgId, the rest null.
-  await createRoom('hist')
+  await createRoom(api, alice, 'hist')
   const hist = await insertMessages('hist', range(1, 250).map((seq) => ({
     seq,
     author: seq % 2 === 0 ? bob : alice,
@@ -90,7 +71,7 @@ eachBackend(t, async (t, backend) => {
     clientMsgId: seq % 3 === 0 ? `client-${seq}` : null
   })))
   // Another room whose messages must never leak into hist's pages, with overlapping seqs.
-  await createRoom('elsewhere')
+  await createRoom(api, alice, 'elsewhere')
   await insertMessages('elsewhere', range(1, 300).map((seq) => ({ seq, author: alice, body: `elsewhere ${seq}`, clientMsgId: `client-${seq}` })))
   const bySeq = (seqs: number[]): Message[] => seqs.map((s) => {
     const m = hist[s - 1]
@@ -144,7 +125,7 @@ eachBackend(t, async (t, backend) => {
     isPage(t, await history('hist', 'limit=1'), [250], true, 'limit=1')
     const empty = await history('empty-room-not-created-yet')
     assertError(t, empty, 404, 'not_found', 'unknown room')
-    await createRoom('empty')
+    await createRoom(api, alice, 'empty')
     const res = await history('empty')
     t.equal(res.status, 200)
     t.strictSame(res.body, { messages: [], hasMore: false }, 'a room without messages')
@@ -243,7 +224,7 @@ eachBackend(t, async (t, backend) => {
   })
 
   t.test('bodies come back exactly as stored', async (t) => {
-    await createRoom('tricky')
+    await createRoom(api, alice, 'tricky')
     const stored = await insertMessages('tricky', TRICKY_BODIES.map((body, i) => ({ seq: i + 1, author: bob, body, clientMsgId: `ü-${i} "q" <x>` })))
     const res = await history('tricky', 'limit=100')
     t.equal(res.status, 200)
@@ -257,7 +238,7 @@ eachBackend(t, async (t, backend) => {
   })
 
   t.test('seqs beyond 32 bits are numbers and page correctly', async (t) => {
-    await createRoom('big')
+    await createRoom(api, alice, 'big')
     const big = 3_000_000_000
     const stored = await insertMessages('big', [big - 1, big, big + 1].map((seq) => ({ seq, author: alice, body: `b${seq}`, clientMsgId: null })))
     const res = await history('big', `after=${big - 1}`)
@@ -290,7 +271,7 @@ eachBackend(t, async (t, backend) => {
   })
 
   t.test('private rooms: members read, others get 403', async (t) => {
-    await createRoom('private-hist', true)
+    await createRoom(api, alice, 'private-hist', true)
     const stored = await insertMessages('private-hist', [{ seq: 1, author: alice, body: 'secret', clientMsgId: null }])
     const own = await history('private-hist')
     t.equal(own.status, 200)

@@ -3,12 +3,13 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { sql, type Kysely } from 'kysely'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { createDatabase, type DatabaseHandle } from '../../db/create-db.js'
 import { migrateToLatest } from '../../db/migrate.js'
 import { insertMessages, type InsertOutcome, type MessageDraft } from '../../db/repositories/messages.repository.js'
 import type { Database } from '../../db/schema.js'
 import { backends } from '../helpers/backends.js'
+import { range, sameSeqs } from '../helpers/chat.js'
 
 // `insertMessages` against a real database, no server: the outcomes it promises, and per-room
 // seqs that stay gapless and unique with several writers (pools) on one database at once.
@@ -16,10 +17,6 @@ import { backends } from '../helpers/backends.js'
 /** A fresh write id, as the batch writer makes them: a random positive 63-bit integer in decimal. */
 function newWriteId (): string {
   return (randomBytes(8).readBigUInt64BE() >> 1n).toString()
-}
-
-function range (from: number, to: number): number[] {
-  return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
 }
 
 /** A small seeded PRNG (mulberry32), so a failing interleaving's inputs can be reproduced. */
@@ -75,13 +72,6 @@ async function storedRows (db: Kysely<Database>, roomId: string): Promise<Stored
 async function lastSeq (db: Kysely<Database>, roomId: string): Promise<number> {
   const row = await db.selectFrom('rooms').select('last_seq').where('id', '=', roomId).executeTakeFirstOrThrow()
   return Number(row.last_seq)
-}
-
-function sameSeqs (t: Test, actual: readonly number[], expected: readonly number[], what: string): void {
-  const same = actual.length === expected.length && actual.every((s, i) => s === expected[i])
-  let at = 0
-  while (!same && at < expected.length && actual[at] === expected[at]) at++
-  t.ok(same, what, same ? {} : { diagnostic: true, length: actual.length, expectedLength: expected.length, firstDifference: at, around: actual.slice(Math.max(0, at - 3), at + 4) })
 }
 
 type Stored = Extract<InsertOutcome, { id: string }>

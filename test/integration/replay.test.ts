@@ -1,97 +1,13 @@
 import t, { type Test } from 'tap'
-import type { ApiClient } from '../helpers/http.js'
+import type { Message } from '../../src/protocol/resources.js'
+import {
+  asMessage, connectUntilTeardown, createRoom, delay, firstDifference, HIGH_FRAME_RATE, range, readWholeHistory, roomLastSeq, sameSeqs, waitUntil, type Account
+} from '../helpers/chat.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
-import { connect, type Frame, type TestSocket } from '../helpers/socket.js'
+import { barrier, messageEvents, receivedAcks, receivedErrors, type Frame, type TestSocket } from '../helpers/socket.js'
 
 // `join` with `afterSeq` (API.md, "WebSocket /ws"): every stored message after it, oldest first,
 // then `joined`; across the replay and live traffic each seq once, in order, with no gap.
-
-interface Message {
-  id: string
-  room: string
-  seq: number
-  userId: string
-  username: string
-  body: string
-  clientMsgId: string | null
-  createdAt: string
-}
-
-interface Account { id: string, username: string, token: string }
-
-const FAST = { WS_RATE: '100000', WS_BURST: '100000' }
-
-const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
-
-function range (from: number, to: number): number[] {
-  return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
-}
-
-async function until (done: () => boolean, ms: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what()}`)
-    await sleep(5)
-  }
-}
-
-async function history (api: ApiClient, token: string, room: string): Promise<Message[]> {
-  const all: Message[] = []
-  for (let after = 0; ;) {
-    const res = await api.request<{ messages: Message[], hasMore: boolean }>('GET', `/rooms/${room}/messages?after=${after}&limit=100`, { token })
-    if (res.status !== 200) throw new Error(`history of ${room}: ${res.status} ${res.text}`)
-    all.push(...res.body.messages)
-    const last = res.body.messages[res.body.messages.length - 1]
-    if (!res.body.hasMore || last === undefined) return all
-    after = last.seq
-  }
-}
-
-async function createRoom (api: ApiClient, owner: Account, id: string): Promise<void> {
-  const res = await api.request('POST', '/rooms', { token: owner.token, json: { id } })
-  if (res.status !== 201) throw new Error(`create room ${id}: ${res.status} ${res.text}`)
-}
-
-async function roomLastSeq (api: ApiClient, token: string, room: string): Promise<number> {
-  const res = await api.request<{ lastSeq: number }>('GET', `/rooms/${room}`, { token })
-  if (res.status !== 200) throw new Error(`room ${room}: ${res.status} ${res.text}`)
-  return res.body.lastSeq
-}
-
-async function barrier (socket: TestSocket): Promise<void> {
-  const pong = await socket.request({ type: 'ping' })
-  if (pong.type !== 'pong') throw new Error(`expected pong, got ${JSON.stringify(pong)}`)
-}
-
-function events (socket: TestSocket, room: string, from = 0): Frame[] {
-  return socket.received.slice(from).filter((f) => f.type === 'message' && f.room === room)
-}
-
-function acks (socket: TestSocket): Frame[] {
-  return socket.received.filter((f) => f.type === 'ack')
-}
-
-function errors (socket: TestSocket): Frame[] {
-  return socket.received.filter((f) => f.type === 'error')
-}
-
-function asMessage (frame: Frame): Message {
-  const { type: _type, ...message } = frame
-  return message as Message
-}
-
-function firstDifference (actual: readonly number[], expected: readonly number[]): string {
-  const n = Math.max(actual.length, expected.length)
-  for (let i = 0; i < n; i++) {
-    if (actual[i] !== expected[i]) return `length ${actual.length} vs ${expected.length}; first difference at #${i}: ${actual[i]} vs ${expected[i]} (around: ${JSON.stringify(actual.slice(Math.max(0, i - 3), i + 4))})`
-  }
-  return 'identical'
-}
-
-function sameSeqs (t: Test, actual: readonly number[], expected: readonly number[], what: string): void {
-  const same = actual.length === expected.length && actual.every((s, i) => s === expected[i])
-  t.ok(same, what, same ? {} : { diagnostic: true, difference: firstDifference(actual, expected) })
-}
 
 /** Asserts every event is the stored message of its seq, field for field; reports the first that is not. */
 function matchesHistory (t: Test, frames: Frame[], stored: Map<number, Message>, what: string): void {
@@ -134,13 +50,9 @@ function checkJoin (t: Test, frames: Frame[], afterSeq: number | undefined, fina
 }
 
 eachBackend(t, async (t, backend) => {
-  const { api, baseUrl } = await startTestServer(t, backend, { env: FAST })
+  const { api, baseUrl } = await startTestServer(t, backend, { env: HIGH_FRAME_RATE })
 
-  const open = async (user: Account): Promise<TestSocket> => {
-    const socket = await connect(baseUrl, user.token)
-    t.teardown(async () => { await socket.close() })
-    return socket
-  }
+  const open = async (user: Account): Promise<TestSocket> => await connectUntilTeardown(t, baseUrl, user.token)
   const joinRoom = async (t: Test, socket: TestSocket, room: string, afterSeq?: number): Promise<Frame> => {
     const reply = await socket.request(afterSeq === undefined ? { type: 'join', room } : { type: 'join', room, afterSeq }, 20_000)
     t.equal(reply.type, 'joined', `joined ${room} (afterSeq ${afterSeq ?? 'none'})`)
@@ -148,27 +60,27 @@ eachBackend(t, async (t, backend) => {
   }
   /** Sends `count` messages from a joined socket at once and waits for their acks. */
   const seed = async (socket: TestSocket, room: string, count: number, tag: string): Promise<void> => {
-    const before = acks(socket).length + errors(socket).length
+    const before = receivedAcks(socket).length + receivedErrors(socket).length
     for (let k = 0; k < count; k++) socket.send({ type: 'message', room, body: `${tag} #${k}`, clientMsgId: `${tag}-${k}` })
-    await until(() => acks(socket).length + errors(socket).length >= before + count, 30_000, () => `${acks(socket).length - before} of ${count} seed acks`)
-    if (errors(socket).length > 0) throw new Error(`seeding ${room}: ${JSON.stringify(errors(socket)[0])}`)
+    await waitUntil(() => receivedAcks(socket).length + receivedErrors(socket).length >= before + count, 30_000, () => `${receivedAcks(socket).length - before} of ${count} seed acks`)
+    if (receivedErrors(socket).length > 0) throw new Error(`seeding ${room}: ${JSON.stringify(receivedErrors(socket)[0])}`)
   }
   /**
    * Keeps a socket sending (at most `window` unacked) until `stop()`; resolves with the number sent
    * once every one of them is answered.
    */
   const keepSending = async (socket: TestSocket, room: string, tag: string, stop: () => boolean, window = 8, pauseMs = 2): Promise<number> => {
-    const base = acks(socket).length + errors(socket).length
+    const base = receivedAcks(socket).length + receivedErrors(socket).length
     let sent = 0
     while (!stop()) {
       socket.send({ type: 'message', room, body: `${tag} live #${sent}`, clientMsgId: `${tag}-live-${sent}` })
       sent++
-      if (sent - (acks(socket).length + errors(socket).length - base) >= window) {
-        await until(() => sent - (acks(socket).length + errors(socket).length - base) < window || stop(), 10_000, () => `${tag}: acks stalled`)
+      if (sent - (receivedAcks(socket).length + receivedErrors(socket).length - base) >= window) {
+        await waitUntil(() => sent - (receivedAcks(socket).length + receivedErrors(socket).length - base) < window || stop(), 10_000, () => `${tag}: acks stalled`)
       }
-      await sleep(pauseMs)
+      await delay(pauseMs)
     }
-    await until(() => acks(socket).length + errors(socket).length - base >= sent, 20_000, () => `${tag}: waiting for the last acks`)
+    await waitUntil(() => receivedAcks(socket).length + receivedErrors(socket).length - base >= sent, 20_000, () => `${tag}: waiting for the last acks`)
     return sent
   }
 
@@ -179,7 +91,7 @@ eachBackend(t, async (t, backend) => {
     const writer = await open(owner)
     await joinRoom(t, writer, 'basic')
     await seed(writer, 'basic', 30, 'basic')
-    const stored = new Map((await history(api, owner.token, 'basic')).map((m) => [m.seq, m]))
+    const stored = new Map((await readWholeHistory(api, owner.token, 'basic')).map((m) => [m.seq, m]))
     const reader = await api.user('reader')
 
     for (const afterSeq of [0, 10, 29]) {
@@ -192,7 +104,7 @@ eachBackend(t, async (t, backend) => {
       t.ok(frames.slice(0, at).every((f) => f.type === 'message' && f.room === 'basic'), `afterSeq ${afterSeq}: only message events before joined`)
       matchesHistory(t, frames.slice(0, at), stored, `afterSeq ${afterSeq}`)
       await barrier(socket)
-      t.equal(events(socket, 'basic').length, 30 - afterSeq, `afterSeq ${afterSeq}: nothing after joined`)
+      t.equal(messageEvents(socket, 'basic').length, 30 - afterSeq, `afterSeq ${afterSeq}: nothing after joined`)
       await socket.close()
     }
     // At or beyond lastSeq, or without afterSeq: no replay; then live traffic continues from lastSeq.
@@ -204,7 +116,7 @@ eachBackend(t, async (t, backend) => {
       const joined = await joinRoom(t, socket, 'basic', afterSeq)
       t.equal(joined.lastSeq, lastSeq, `${what}: joined.lastSeq is the room's (${lastSeq})`)
       await barrier(socket)
-      t.equal(events(socket, 'basic').length, 0, `${what}: no message events`)
+      t.equal(messageEvents(socket, 'basic').length, 0, `${what}: no message events`)
       const ack = await writer.request({ type: 'message', room: 'basic', body: 'probe', clientMsgId: `probe-${what}` })
       t.match(await socket.next('message'), { seq: lastSeq + 1, id: ack.id }, `${what}: the next live message arrives, seq ${lastSeq + 1}`)
       await socket.close()
@@ -217,7 +129,7 @@ eachBackend(t, async (t, backend) => {
     const writer = await open(owner)
     await joinRoom(t, writer, 'big')
     await seed(writer, 'big', COUNT, 'big')
-    const stored = new Map((await history(api, owner.token, 'big')).map((m) => [m.seq, m]))
+    const stored = new Map((await readWholeHistory(api, owner.token, 'big')).map((m) => [m.seq, m]))
     t.equal(stored.size, COUNT, 'history holds every seeded message')
     const reader = await open(await api.user('bigreader'))
     const joined = await joinRoom(t, reader, 'big', 0)
@@ -227,7 +139,7 @@ eachBackend(t, async (t, backend) => {
     sameSeqs(t, frames.slice(0, at).map((f) => f.seq as number), range(1, COUNT), `1..${COUNT} before joined, in order`)
     matchesHistory(t, frames.slice(0, at), stored, 'afterSeq 0')
     await barrier(reader)
-    t.equal(events(reader, 'big').length, COUNT, 'nothing replayed twice')
+    t.equal(messageEvents(reader, 'big').length, COUNT, 'nothing replayed twice')
   })
 
   t.test('replay during live traffic: every joiner sees each seq once, in order, with no gap', async (t) => {
@@ -247,7 +159,7 @@ eachBackend(t, async (t, backend) => {
     }
     let stop = false
     const sending = senders.map(async (socket, i) => await keepSending(socket, ROOM, `s${i}`, () => stop))
-    const highestAck = (): number => Math.max(0, ...senders.flatMap((s) => acks(s).map((f) => f.seq as number)))
+    const highestAck = (): number => Math.max(0, ...senders.flatMap((s) => receivedAcks(s).map((f) => f.seq as number)))
 
     // Joiners at various points, staggered, all while the senders keep going.
     const joiners: Array<{ name: string, socket: TestSocket, afterSeq: number | undefined, ref: string }> = []
@@ -261,7 +173,7 @@ eachBackend(t, async (t, backend) => {
       { name: 'afterSeq 1', afterSeq: () => 1 },
       { name: 'afterSeq at the latest ack', afterSeq: () => highestAck() }
     ]
-    await until(() => highestAck() > SEEDED + 20, 10_000, () => `live traffic has not started (highest ack ${highestAck()})`)
+    await waitUntil(() => highestAck() > SEEDED + 20, 10_000, () => `live traffic has not started (highest ack ${highestAck()})`)
     // Twice over: each join is one more chance for a replay to meet a batch being committed.
     for (const step of [...plan, ...plan]) {
       const socket = await open(reader)
@@ -269,19 +181,19 @@ eachBackend(t, async (t, backend) => {
       const ref = `join-${joiners.length}`
       socket.send(afterSeq === undefined ? { type: 'join', room: ROOM, ref } : { type: 'join', room: ROOM, afterSeq, ref })
       joiners.push({ name: `${step.name} (#${joiners.length})`, socket, afterSeq, ref })
-      await sleep(40)
+      await delay(40)
     }
-    await until(() => joiners.every((j) => j.socket.received.some((f) => f.ref === j.ref)), 20_000,
+    await waitUntil(() => joiners.every((j) => j.socket.received.some((f) => f.ref === j.ref)), 20_000,
       () => joiners.filter((j) => !j.socket.received.some((f) => f.ref === j.ref)).map((j) => j.name).join(', ') + ' not answered')
     for (const j of joiners) {
       const reply = j.socket.received.find((f) => f.ref === j.ref)
       t.equal(reply?.type, 'joined', `${j.name}: joined (${JSON.stringify(reply).slice(0, 120)})`)
     }
     const liveAtJoins = highestAck()
-    await sleep(400)
+    await delay(400)
     stop = true
     const sent = await Promise.all(sending)
-    t.strictSame(senders.flatMap(errors), [], 'no sender got an error')
+    t.strictSame(senders.flatMap(receivedErrors), [], 'no sender got an error')
     const finalSeq = await roomLastSeq(api, owner.token, ROOM)
     t.equal(highestAck(), finalSeq, 'the room\'s lastSeq is the highest ack')
     t.equal(finalSeq, SEEDED + sent.reduce((a, b) => a + b, 0), 'lastSeq = seeded + every live message sent')
@@ -289,24 +201,24 @@ eachBackend(t, async (t, backend) => {
     t.comment(`seeded ${SEEDED}, live ${finalSeq - SEEDED} (${sent.join(' + ')}), joins answered by seq ${liveAtJoins}`)
 
     const everyone = [...joiners.map((j) => j.socket), ...senders, seeder]
-    await until(() => everyone.every((s) => s.received.some((f) => f.type === 'message' && f.room === ROOM && f.seq === finalSeq) || acks(s).some((f) => f.seq === finalSeq)),
+    await waitUntil(() => everyone.every((s) => s.received.some((f) => f.type === 'message' && f.room === ROOM && f.seq === finalSeq) || receivedAcks(s).some((f) => f.seq === finalSeq)),
       15_000, () => 'the last message has not reached everyone')
     await Promise.all(everyone.map(barrier))
-    const stored = new Map((await history(api, owner.token, ROOM)).map((m) => [m.seq, m]))
+    const stored = new Map((await readWholeHistory(api, owner.token, ROOM)).map((m) => [m.seq, m]))
     sameSeqs(t, [...stored.keys()], range(1, finalSeq), 'history is 1..lastSeq')
 
     for (const j of joiners) {
       const frames = roomFrames(j.socket, ROOM, j.ref)
       checkJoin(t, frames, j.afterSeq, finalSeq, stored, j.name)
-      t.strictSame(errors(j.socket), [], `${j.name}: no errors`)
+      t.strictSame(receivedErrors(j.socket), [], `${j.name}: no errors`)
     }
     // The senders, joined before the traffic: other senders' events plus their own acks, no gap.
     senders.forEach((socket, i) => {
       const start = (senderJoins[i]?.lastSeq as number) + 1
-      const seen = events(socket, ROOM).map((f) => f.seq as number)
+      const seen = messageEvents(socket, ROOM).map((f) => f.seq as number)
       t.ok(seen.every((seq, k) => k === 0 || seq > (seen[k - 1] as number)), `sender ${i}: events in strictly increasing seq`)
-      sameSeqs(t, [...seen, ...acks(socket).map((f) => f.seq as number)].sort((a, b) => a - b), range(start, finalSeq), `sender ${i}: events plus acks are ${start}..${finalSeq}`)
-      matchesHistory(t, events(socket, ROOM), stored, `sender ${i}`)
+      sameSeqs(t, [...seen, ...receivedAcks(socket).map((f) => f.seq as number)].sort((a, b) => a - b), range(start, finalSeq), `sender ${i}: events plus acks are ${start}..${finalSeq}`)
+      matchesHistory(t, messageEvents(socket, ROOM), stored, `sender ${i}`)
     })
   })
 
@@ -324,8 +236,8 @@ eachBackend(t, async (t, backend) => {
     }
     let stop = false
     const sending = senders.map(async (socket, i) => await keepSending(socket, ROOM, `c${i}`, () => stop, 16, 1))
-    const highestAck = (): number => Math.max(0, ...senders.flatMap((s) => acks(s).map((f) => f.seq as number)))
-    await until(() => highestAck() > 50, 10_000, () => 'live traffic has not started')
+    const highestAck = (): number => Math.max(0, ...senders.flatMap((s) => receivedAcks(s).map((f) => f.seq as number)))
+    await waitUntil(() => highestAck() > 50, 10_000, () => 'live traffic has not started')
     const reader = await api.user('catcher')
     const joiners: Array<{ socket: TestSocket, afterSeq: number, ref: string }> = []
     for (let n = 0; n < JOINS; n++) {
@@ -333,17 +245,17 @@ eachBackend(t, async (t, backend) => {
       const afterSeq = Math.max(0, highestAck() - 2)
       socket.send({ type: 'join', room: ROOM, afterSeq, ref: `c${n}` })
       joiners.push({ socket, afterSeq, ref: `c${n}` })
-      await sleep(10)
+      await delay(10)
     }
-    await until(() => joiners.every((j) => j.socket.received.some((f) => f.ref === j.ref)), 20_000, () => 'joins not answered')
-    await sleep(200)
+    await waitUntil(() => joiners.every((j) => j.socket.received.some((f) => f.ref === j.ref)), 20_000, () => 'joins not answered')
+    await delay(200)
     stop = true
     await Promise.all(sending)
-    t.strictSame(senders.flatMap(errors), [], 'no sender got an error')
+    t.strictSame(senders.flatMap(receivedErrors), [], 'no sender got an error')
     const finalSeq = await roomLastSeq(api, owner.token, ROOM)
-    await until(() => joiners.every((j) => events(j.socket, ROOM).some((f) => f.seq === finalSeq)), 15_000, () => 'the last message has not reached every joiner')
+    await waitUntil(() => joiners.every((j) => messageEvents(j.socket, ROOM).some((f) => f.seq === finalSeq)), 15_000, () => 'the last message has not reached every joiner')
     await Promise.all(joiners.map(async (j) => await barrier(j.socket)))
-    const stored = new Map((await history(api, owner.token, ROOM)).map((m) => [m.seq, m]))
+    const stored = new Map((await readWholeHistory(api, owner.token, ROOM)).map((m) => [m.seq, m]))
     sameSeqs(t, [...stored.keys()], range(1, finalSeq), 'history is 1..lastSeq')
     const failed: string[] = []
     for (const [n, j] of joiners.entries()) {
@@ -374,20 +286,20 @@ eachBackend(t, async (t, backend) => {
 
     let stop = false
     const sending = keepSending(writer, ROOM, 'rj', () => stop)
-    await until(() => events(withReplay, ROOM).length >= 30, 10_000, () => 'no live traffic')
+    await waitUntil(() => messageEvents(withReplay, ROOM).length >= 30, 10_000, () => 'no live traffic')
     // Re-join with afterSeq 50 while messages keep coming; and re-join without afterSeq.
     const mark = withReplay.received.length
     const markPlain = plain.received.length
     const again = await joinRoom(t, withReplay, ROOM, 50)
     const againPlain = await joinRoom(t, plain, ROOM)
-    await sleep(300)
+    await delay(300)
     stop = true
     await sending
-    t.strictSame(errors(writer), [], 'the writer got no errors')
+    t.strictSame(receivedErrors(writer), [], 'the writer got no errors')
     const finalSeq = await roomLastSeq(api, owner.token, ROOM)
-    await until(() => [withReplay, plain].every((s) => events(s, ROOM).some((f) => f.seq === finalSeq)), 10_000, () => 'the last message has not arrived')
+    await waitUntil(() => [withReplay, plain].every((s) => messageEvents(s, ROOM).some((f) => f.seq === finalSeq)), 10_000, () => 'the last message has not arrived')
     await Promise.all([withReplay, plain].map(barrier))
-    const stored = new Map((await history(api, owner.token, ROOM)).map((m) => [m.seq, m]))
+    const stored = new Map((await readWholeHistory(api, owner.token, ROOM)).map((m) => [m.seq, m]))
 
     // Before the re-join was served: the first subscription's live stream, 101 onwards, no gap.
     const frames = roomFrames(withReplay, ROOM, again.ref as string)
@@ -437,13 +349,13 @@ eachBackend(t, async (t, backend) => {
       const replies = socket.received.filter((f) => f.ref === 'j' || f.ref === 'l').map((f) => `${f.type}:${f.ref as string}`)
       t.strictSame(replies, ['joined:j', 'left:l'], `${what}: joined, then left, in that order`)
       const replayed = socket.received.slice(0, socket.received.findIndex((f) => f.ref === 'j')).filter((f) => f.type === 'message').length
-      const before = events(socket, ROOM).length
+      const before = messageEvents(socket, ROOM).length
       const lastSeq = socket.received.find((f) => f.ref === 'j')?.lastSeq as number
       t.equal(replayed, afterSeq === undefined ? 0 : lastSeq - afterSeq, `${what}: the replay came before joined`)
       // Messages to the room now must not reach the socket.
       for (let k = 0; k < 5; k++) await writer.request({ type: 'message', room: ROOM, body: `after leave ${k}` })
       await barrier(socket)
-      t.equal(events(socket, ROOM).length, before, `${what}: no message events after left`)
+      t.equal(messageEvents(socket, ROOM).length, before, `${what}: no message events after left`)
       t.match(await socket.request({ type: 'typing', room: ROOM, typing: true }), { type: 'error', code: 'forbidden' }, `${what}: the room is no longer joined`)
       await socket.close()
     }
@@ -473,11 +385,11 @@ eachBackend(t, async (t, backend) => {
       t.match(ack, { type: 'ack', room: ROOM, clientMsgId: tag }, `${c.what}: the message is acked`)
       const joined = await socket.next((f) => f.ref === 'j', 20_000)
       t.match(joined, { type: 'joined', room: ROOM }, `${c.what}: the join completes`)
-      const stored = await history(api, owner.token, ROOM)
+      const stored = await readWholeHistory(api, owner.token, ROOM)
       t.match(stored.find((m) => m.seq === ack.seq), { id: ack.id, clientMsgId: tag, userId: eager.id }, `${c.what}: it is stored`)
       // Stored and acked: every other socket joined in the room must get it (API.md, `message`).
       await barrier(watcher)
-      const delivered = events(watcher, ROOM).filter((f) => f.clientMsgId === tag)
+      const delivered = messageEvents(watcher, ROOM).filter((f) => f.clientMsgId === tag)
       t.equal(delivered.length, 1, `${c.what}: a socket joined in the room gets the message event`, {
         ackBeforeJoined: socket.received.indexOf(ack) < socket.received.indexOf(joined)
       })

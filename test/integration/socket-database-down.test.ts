@@ -13,27 +13,21 @@ import t, { type Test } from 'tap'
 import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely'
 import { createDatabase } from '../../db/create-db.js'
 import type { OpenDatabase } from '../../plugins/infra/db.js'
+import type { Message } from '../../src/protocol/resources.js'
 import { backends, type Backend } from '../helpers/backends.js'
+import { delay, HIGH_FRAME_RATE, range, readWholeHistory, type Account } from '../helpers/chat.js'
 import type { ApiClient } from '../helpers/http.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
-import { connect, type Frame, type TestSocket } from '../helpers/socket.js'
-import { proxyUrl } from '../helpers/tcp-proxy.js'
+import { connect, drainUntilPong, type ConnectedSocket, type Frame, type TestSocket } from '../helpers/socket.js'
+import { proxyUrl, type TcpProxy } from '../helpers/tcp-proxy.js'
 
-type Sock = TestSocket & { welcome: Frame }
-interface Stored { id: string, seq: number, clientMsgId: string | null, body: string, userId: string }
-
-/** Bursts are the point here, not the flood limit (tested elsewhere). */
-const FAST = { WS_RATE: '100000', WS_BURST: '100000' }
 /** The pool waits 5 s for a connection; an answer must come well within that plus a margin. */
 const UNAVAILABLE_WITHIN_MS = 8000
 
 const postgres = backends().run.find((b) => b.name === 'postgres')
 const skipPostgres = postgres === undefined ? 'postgres: TEST_DATABASE_URL is not set' : false
 
-const delay = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
-
 let refs = 0
-let drains = 0
 
 /** Sends a message frame with a fresh ref; returns the ref. */
 function sendMessage (s: TestSocket, room: string, clientMsgId: string, body = `body of ${clientMsgId}`): string {
@@ -47,39 +41,14 @@ async function reply (s: TestSocket, ref: string, ms = UNAVAILABLE_WITHIN_MS): P
   return await s.next((f) => f.ref === ref, ms)
 }
 
-/** Pings and takes everything pending before the pong: proves what did NOT arrive before it. */
-async function drain (s: TestSocket, ms = 3000): Promise<Frame[]> {
-  const ref = `drain-${++drains}`
-  s.send({ type: 'ping', ref })
-  const before: Frame[] = []
-  for (;;) {
-    const frame = await s.next(undefined, ms)
-    if (frame.type === 'pong' && frame.ref === ref) return before
-    before.push(frame)
-  }
-}
-
-async function join (t: Test, s: Sock, room: string): Promise<void> {
+async function join (t: Test, s: ConnectedSocket, room: string): Promise<void> {
   const joined = await s.request({ type: 'join', room })
   t.equal(joined.type, 'joined', `joined ${room}: ${JSON.stringify(joined)}`)
 }
 
-/** The whole history of a room, paging forward. */
-async function history (api: ApiClient, token: string, room: string): Promise<Stored[]> {
-  const all: Stored[] = []
-  let after = 0
-  for (;;) {
-    const res = await api.request('GET', `/rooms/${room}/messages?after=${after}&limit=100`, { token })
-    if (res.status !== 200) throw new Error(`history: ${res.status} ${res.text}`)
-    all.push(...res.body.messages as Stored[])
-    if (!res.body.hasMore || res.body.messages.length === 0) return all
-    after = all[all.length - 1]!.seq
-  }
-}
-
 /** seq 1..N without gaps or repeats, and each clientMsgId at most once. */
-function checkGapless (t: Test, messages: Stored[], label: string): void {
-  t.strictSame(messages.map((m) => m.seq), Array.from({ length: messages.length }, (_, i) => i + 1), `${label}: seq is 1..${messages.length}, gapless`)
+function checkGapless (t: Test, messages: Message[], label: string): void {
+  t.strictSame(messages.map((m) => m.seq), range(1, messages.length), `${label}: seq is 1..${messages.length}, gapless`)
   const ids = messages.map((m) => m.clientMsgId).filter((id) => id !== null)
   t.equal(new Set(ids).size, ids.length, `${label}: no clientMsgId stored twice`)
 }
@@ -110,12 +79,16 @@ async function resendUntilAcked (t: Test, s: TestSocket, room: string, clientMsg
   return acks
 }
 
-t.test('Postgres unreachable: messages are refused with unavailable and stored exactly once after recovery', { skip: skipPostgres }, async (t) => {
+/**
+ * A server on a fresh Postgres database that it reaches through a TCP proxy the test can cut;
+ * alice (socket a) and bob (socket b) joined to general, with b's pending frames taken.
+ */
+async function behindProxy (t: Test): Promise<{ url: string, proxy: TcpProxy, api: ApiClient, alice: Account, a: ConnectedSocket, b: ConnectedSocket }> {
   const { url, drop } = await postgres!.provision()
   t.teardown(drop)
   const { proxy, url: proxied } = await proxyUrl(url!, 5432)
   t.teardown(async () => await proxy.close())
-  const { api, baseUrl } = await startTestServer(t, { name: 'postgres', provision: async () => ({ url: proxied, drop: async () => {} }) }, { env: FAST })
+  const { api, baseUrl } = await startTestServer(t, { name: 'postgres', provision: async () => ({ url: proxied, drop: async () => {} }) }, { env: HIGH_FRAME_RATE })
 
   const alice = await api.user('sdd_alice')
   const bob = await api.user('sdd_bob')
@@ -124,12 +97,17 @@ t.test('Postgres unreachable: messages are refused with unavailable and stored e
   t.teardown(async () => { await a.close(); await b.close() })
   await join(t, a, 'general')
   await join(t, b, 'general')
-  await drain(b)
+  await drainUntilPong(b)
+  return { url: url!, proxy, api, alice, a, b }
+}
+
+t.test('Postgres unreachable: messages are refused with unavailable and stored exactly once after recovery', { skip: skipPostgres }, async (t) => {
+  const { proxy, api, alice, a, b } = await behindProxy(t)
 
   // Before the outage: two messages go through.
   const before = await resendUntilAcked(t, a, 'general', ['pre-1', 'pre-2'], 5000)
   t.equal(before.size, 2, 'acked before the outage')
-  t.strictSame((await drain(b)).filter((f) => f.type === 'message').map((f) => f.clientMsgId), ['pre-1', 'pre-2'], 'bob saw them live')
+  t.strictSame((await drainUntilPong(b)).filter((f) => f.type === 'message').map((f) => f.clientMsgId), ['pre-1', 'pre-2'], 'bob saw them live')
 
   proxy.cut()
   const down = ['down-1', 'down-2', 'down-3', 'down-4', 'down-5']
@@ -151,12 +129,12 @@ t.test('Postgres unreachable: messages are refused with unavailable and stored e
 
   t.equal(a.ws.readyState, a.ws.OPEN, 'the sender\'s socket stays open')
   t.match(await a.request({ type: 'ping' }), { type: 'pong' }, 'and keeps answering')
-  t.strictSame((await drain(b)).filter((f) => f.type === 'message'), [], 'nothing was published to the other socket while down')
+  t.strictSame((await drainUntilPong(b)).filter((f) => f.type === 'message'), [], 'nothing was published to the other socket while down')
 
   proxy.restore()
   const acks = await resendUntilAcked(t, a, 'general', down)
   t.equal(acks.size, down.length, 'every clientMsgId is acked once the database is back')
-  const live = (await drain(b)).filter((f) => f.type === 'message')
+  const live = (await drainUntilPong(b)).filter((f) => f.type === 'message')
   t.strictSame(live.map((f) => f.clientMsgId), down, 'bob saw each retried message once, in order')
   for (const frame of live) {
     t.match(frame, { id: acks.get(frame.clientMsgId)?.id, seq: acks.get(frame.clientMsgId)?.seq }, `${String(frame.clientMsgId)}: the event matches the ack`)
@@ -165,9 +143,9 @@ t.test('Postgres unreachable: messages are refused with unavailable and stored e
   // Again: a repeat is answered with the original ack and nothing is sent twice.
   const repeat = await resendUntilAcked(t, a, 'general', down, 5000)
   for (const id of down) t.match(repeat.get(id), { id: acks.get(id)?.id, seq: acks.get(id)?.seq }, `${id}: a repeat gets the original ack`)
-  t.strictSame((await drain(b)).filter((f) => f.type === 'message'), [], 'repeats are not published again')
+  t.strictSame((await drainUntilPong(b)).filter((f) => f.type === 'message'), [], 'repeats are not published again')
 
-  const stored = await history(api, alice.token, 'general')
+  const stored = await readWholeHistory(api, alice.token, 'general')
   checkGapless(t, stored, 'history')
   const everyAck = new Map([...before, ...acks])
   t.strictSame(stored.map((m) => m.clientMsgId), ['pre-1', 'pre-2', ...down], 'history holds exactly the acked messages')
@@ -178,26 +156,13 @@ t.test('Postgres unreachable: messages are refused with unavailable and stored e
 })
 
 t.test('a write cut off mid-statement may have committed: no `unavailable`; written again once the database is back, announced once, no gap', { skip: skipPostgres }, async (t) => {
-  const { url, drop } = await postgres!.provision()
-  t.teardown(drop)
-  const { proxy, url: proxied } = await proxyUrl(url!, 5432)
-  t.teardown(async () => await proxy.close())
-  const { api, baseUrl } = await startTestServer(t, { name: 'postgres', provision: async () => ({ url: proxied, drop: async () => {} }) }, { env: FAST })
-
-  const alice = await api.user('sdd_alice')
-  const bob = await api.user('sdd_bob')
-  const a = await connect(baseUrl, alice.token)
-  const b = await connect(baseUrl, bob.token)
-  t.teardown(async () => { await a.close(); await b.close() })
-  await join(t, a, 'general')
-  await join(t, b, 'general')
-  await drain(b)
+  const { url, proxy, api, alice, a, b } = await behindProxy(t)
   t.equal((await resendUntilAcked(t, a, 'general', ['first'], 5000)).size, 1, 'a first message goes through')
-  await drain(b)
+  await drainUntilPong(b)
 
   // A second connection, not through the proxy, locks the room row: the server's insert (which
   // bumps rooms.last_seq) waits on it inside Postgres.
-  const locker = new pg.Client({ connectionString: url! })
+  const locker = new pg.Client({ connectionString: url })
   await locker.connect()
   t.teardown(async () => await locker.end().catch(() => {}))
   await locker.query('begin')
@@ -227,10 +192,10 @@ t.test('a write cut off mid-statement may have committed: no `unavailable`; writ
   t.match(ack, { type: 'ack', ref, seq: 2, id: (direct.rows[0] as { id: string }).id, clientMsgId: 'in-flight' }, 'once the database answers, the write is confirmed with the stored message')
   const acks = await resendUntilAcked(t, a, 'general', ['after'])
   t.equal(acks.size, 1, 'a new message is acked')
-  const live = (await drain(b)).filter((f) => f.type === 'message')
+  const live = (await drainUntilPong(b)).filter((f) => f.type === 'message')
   t.strictSame(live.map((f) => f.seq), [2, 3],
     `bob sees every seq once, in order, without a gap (API.md, join); he saw ${JSON.stringify(live.map((f) => ({ seq: f.seq, clientMsgId: f.clientMsgId })))}`)
-  const stored = await history(api, alice.token, 'general')
+  const stored = await readWholeHistory(api, alice.token, 'general')
   checkGapless(t, stored, 'history')
   t.strictSame(stored.map((m) => m.clientMsgId), ['first', 'in-flight', 'after'], 'each message stored once')
 })
@@ -292,7 +257,7 @@ function gatedDatabase (): Gate {
 t.test('write queue full: the excess is refused with unavailable, neither stored nor sent', async (t) => {
   eachBackend(t, async (t: Test, backend: Backend) => {
     const gate = gatedDatabase()
-    const { api, baseUrl } = await startTestServer(t, backend, { env: { ...FAST, WRITE_QUEUE_LIMIT: '5' }, openDatabase: gate.open })
+    const { api, baseUrl } = await startTestServer(t, backend, { env: { ...HIGH_FRAME_RATE, WRITE_QUEUE_LIMIT: '5' }, openDatabase: gate.open })
     const alice = await api.user('sdq_alice')
     const bob = await api.user('sdq_bob')
     const a = await connect(baseUrl, alice.token)
@@ -300,7 +265,7 @@ t.test('write queue full: the excess is refused with unavailable, neither stored
     t.teardown(async () => { gate.release(); await a.close(); await b.close() })
     await join(t, a, 'general')
     await join(t, b, 'general')
-    await drain(b)
+    await drainUntilPong(b)
 
     // One write in flight and held; five wait behind it (the limit); three more do not fit.
     gate.hold()
@@ -314,7 +279,7 @@ t.test('write queue full: the excess is refused with unavailable, neither stored
       t.match(answer, { type: 'error', code: 'unavailable', ref: refsById.get(id) }, `${id}: refused at once with unavailable while the write is held`)
     }
     t.strictSame(a.pending().filter((f) => f.type === 'ack' || f.type === 'error'), [], 'nothing else answered while the write is held')
-    t.strictSame((await drain(b)).filter((f) => f.type === 'message'), [], 'nothing published while the write is held')
+    t.strictSame((await drainUntilPong(b)).filter((f) => f.type === 'message'), [], 'nothing published while the write is held')
 
     gate.release()
     const accepted = ['q-0', 'q-1', 'q-2', 'q-3', 'q-4', 'q-5']
@@ -324,9 +289,9 @@ t.test('write queue full: the excess is refused with unavailable, neither stored
       t.match(answer, { type: 'ack', clientMsgId: id }, `${id}: acked once the write finished`)
       acks.set(id, answer)
     }
-    t.strictSame((await drain(b)).filter((f) => f.type === 'message').map((f) => f.clientMsgId), accepted, 'bob got the accepted ones only, in order')
+    t.strictSame((await drainUntilPong(b)).filter((f) => f.type === 'message').map((f) => f.clientMsgId), accepted, 'bob got the accepted ones only, in order')
 
-    let stored = await history(api, alice.token, 'general')
+    let stored = await readWholeHistory(api, alice.token, 'general')
     checkGapless(t, stored, 'history after the burst')
     t.strictSame(stored.map((m) => m.clientMsgId), accepted, 'the refused ones were not stored')
     for (const m of stored) t.match(m, { id: acks.get(m.clientMsgId ?? '')?.id, seq: acks.get(m.clientMsgId ?? '')?.seq }, `${String(m.clientMsgId)}: stored as acked`)
@@ -334,8 +299,8 @@ t.test('write queue full: the excess is refused with unavailable, neither stored
     // Retrying the refused ones with the same clientMsgId stores them, once.
     const retried = await resendUntilAcked(t, a, 'general', refused, 5000)
     t.strictSame(refused.map((id) => retried.get(id)?.seq), [7, 8, 9], 'the retries get the next seqs')
-    t.strictSame((await drain(b)).filter((f) => f.type === 'message').map((f) => f.clientMsgId), refused, 'and reach bob once')
-    stored = await history(api, alice.token, 'general')
+    t.strictSame((await drainUntilPong(b)).filter((f) => f.type === 'message').map((f) => f.clientMsgId), refused, 'and reach bob once')
+    stored = await readWholeHistory(api, alice.token, 'general')
     checkGapless(t, stored, 'history after the retries')
     t.strictSame(stored.map((m) => m.clientMsgId), [...accepted, ...refused], 'every clientMsgId once')
   })

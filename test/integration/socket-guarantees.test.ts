@@ -1,97 +1,19 @@
 import t, { type Test } from 'tap'
-import type { ApiClient } from '../helpers/http.js'
+import type { Message } from '../../src/protocol/resources.js'
+import {
+  asMessage, connectUntilTeardown, createRoom, delay, HIGH_FRAME_RATE, range, readWholeHistory, roomLastSeq, sameSeqs, waitUntil, type Account
+} from '../helpers/chat.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
-import { connect, type Frame, type TestSocket } from '../helpers/socket.js'
+import { barrier, connect, messageEvents, receivedAcks, receivedErrors, type Frame, type TestSocket } from '../helpers/socket.js'
 
 // The message guarantees of API.md ("WebSocket /ws" and "Guarantees") seen from clients:
 // idempotent clientMsgId, gapless per-room seq under concurrent senders, events only for
 // committed messages, and private-room membership enforced by the write itself.
 
-/** A Message as API.md renders it (history, and `message` events without their `type`). */
-interface Message {
-  id: string
-  room: string
-  seq: number
-  userId: string
-  username: string
-  body: string
-  clientMsgId: string | null
-  createdAt: string
-}
-
-interface Account { id: string, username: string, token: string }
-
-/** Senders here flood on purpose; the per-socket frame limit is not what is tested. */
-const FAST = { WS_RATE: '100000', WS_BURST: '100000' }
-
-const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
-
-function range (from: number, to: number): number[] {
-  return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
-}
-
-/** Waits until `done()` holds, polling; throws with `what()` after `ms`. */
-async function until (done: () => boolean, ms: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what()}`)
-    await sleep(5)
-  }
-}
-
-/** Every stored message of a room, oldest first, paging forward through history. */
-async function history (api: ApiClient, token: string, room: string): Promise<Message[]> {
-  const all: Message[] = []
-  for (let after = 0; ;) {
-    const res = await api.request<{ messages: Message[], hasMore: boolean }>('GET', `/rooms/${room}/messages?after=${after}&limit=100`, { token })
-    if (res.status !== 200) throw new Error(`history of ${room}: ${res.status} ${res.text}`)
-    all.push(...res.body.messages)
-    const last = res.body.messages[res.body.messages.length - 1]
-    if (!res.body.hasMore || last === undefined) return all
-    after = last.seq
-  }
-}
-
-async function createRoom (api: ApiClient, owner: Account, id: string, isPrivate = false): Promise<void> {
-  const res = await api.request('POST', '/rooms', { token: owner.token, json: { id, private: isPrivate } })
-  if (res.status !== 201) throw new Error(`create room ${id}: ${res.status} ${res.text}`)
-}
-
-async function roomLastSeq (api: ApiClient, token: string, room: string): Promise<number> {
-  const res = await api.request<{ lastSeq: number }>('GET', `/rooms/${room}`, { token })
-  if (res.status !== 200) throw new Error(`room ${room}: ${res.status} ${res.text}`)
-  return res.body.lastSeq
-}
-
 async function join (t: Test, socket: TestSocket, room: string): Promise<Frame> {
   const reply = await socket.request({ type: 'join', room })
   t.equal(reply.type, 'joined', `joined ${room}: ${JSON.stringify(reply).slice(0, 200)}`)
   return reply
-}
-
-/** A ping answered: every frame the server sent this socket before it has arrived. */
-async function barrier (socket: TestSocket): Promise<void> {
-  const pong = await socket.request({ type: 'ping' })
-  if (pong.type !== 'pong') throw new Error(`expected pong, got ${JSON.stringify(pong)}`)
-}
-
-/** `message` events of one room, in arrival order. */
-function events (socket: TestSocket, room: string): Frame[] {
-  return socket.received.filter((f) => f.type === 'message' && f.room === room)
-}
-
-function acks (socket: TestSocket, room?: string): Frame[] {
-  return socket.received.filter((f) => f.type === 'ack' && (room === undefined || f.room === room))
-}
-
-function errors (socket: TestSocket): Frame[] {
-  return socket.received.filter((f) => f.type === 'error')
-}
-
-/** A `message` event as the Message it carries. */
-function asMessage (frame: Frame): Message {
-  const { type: _type, ...message } = frame
-  return message as Message
 }
 
 /** The ack fields a repeat must reproduce exactly. */
@@ -103,30 +25,11 @@ function isStrictlyIncreasing (seqs: number[]): boolean {
   return seqs.every((seq, i) => i === 0 || seq > (seqs[i - 1] as number))
 }
 
-/** The first place two seq lists differ, for failure messages that stay short. */
-function firstDifference (actual: ReadonlyArray<number | string>, expected: ReadonlyArray<number | string>): string {
-  const n = Math.max(actual.length, expected.length)
-  for (let i = 0; i < n; i++) {
-    if (actual[i] !== expected[i]) return `length ${actual.length} vs ${expected.length}; first difference at #${i}: ${actual[i]} vs ${expected[i]} (around: ${JSON.stringify(actual.slice(Math.max(0, i - 3), i + 4))})`
-  }
-  return 'identical'
-}
-
-/** Asserts `actual` is exactly `expected` (seq lists), with a short diagnostic instead of a huge diff. */
-function sameSeqs (t: Test, actual: ReadonlyArray<number | string>, expected: ReadonlyArray<number | string>, what: string): void {
-  const same = actual.length === expected.length && actual.every((s, i) => s === expected[i])
-  t.ok(same, what, same ? {} : { diagnostic: true, difference: firstDifference(actual, expected) })
-}
-
 eachBackend(t, async (t, backend) => {
-  const { api, baseUrl } = await startTestServer(t, backend, { env: FAST })
+  const { api, baseUrl } = await startTestServer(t, backend, { env: HIGH_FRAME_RATE })
 
   /** A socket closed at teardown (the server's teardown would close it too, with 1001). */
-  const open = async (user: Account): Promise<TestSocket> => {
-    const socket = await connect(baseUrl, user.token)
-    t.teardown(async () => { await socket.close() })
-    return socket
-  }
+  const open = async (user: Account): Promise<TestSocket> => await connectUntilTeardown(t, baseUrl, user.token)
 
   t.test('idempotency: the same clientMsgId again gets the original ack, nothing is stored or sent twice', async (t) => {
     const alice = await api.user('alice')
@@ -157,8 +60,8 @@ eachBackend(t, async (t, backend) => {
 
     // Absence of a second event: a pong to bob comes after anything published to him before it.
     await barrier(b)
-    t.equal(events(b, 'idem').filter((f) => f.clientMsgId === 'c-1').length, 1, 'bob saw exactly one message event for c-1')
-    t.equal(events(a1, 'idem').length, 0, 'the sender never gets its own message as an event')
+    t.equal(messageEvents(b, 'idem').filter((f) => f.clientMsgId === 'c-1').length, 1, 'bob saw exactly one message event for c-1')
+    t.equal(messageEvents(a1, 'idem').length, 0, 'the sender never gets its own message as an event')
 
     // The same clientMsgId from another user is another message; so is the same key in another room.
     const bobs = await b.request({ type: 'message', room: 'idem', body: 'bob reuses the key', clientMsgId: 'c-1' })
@@ -170,23 +73,23 @@ eachBackend(t, async (t, backend) => {
     t.match(await a1.next((f) => f.type === 'message' && f.room === 'idem'), { id: bobs.id, seq: 2, userId: bob.id }, 'alice gets bob\'s message')
     t.match(await b.next((f) => f.type === 'message' && f.room === 'idem-other'), { id: elsewhere.id, seq: 1 }, 'bob gets alice\'s message in the other room')
 
-    const stored = await history(api, alice.token, 'idem')
+    const stored = await readWholeHistory(api, alice.token, 'idem')
     t.strictSame(stored.map((m) => [m.seq, m.userId, m.body, m.clientMsgId]), [
       [1, alice.id, 'hello once', 'c-1'],
       [2, bob.id, 'bob reuses the key', 'c-1']
     ], 'history of idem: the first send once, then bob\'s')
     t.strictSame(stored[0], { ...asMessage(event) }, 'the stored message is the one that was sent as an event')
     t.equal(stored[0]?.createdAt, first.createdAt, 'the ack\'s createdAt is the stored one')
-    t.strictSame((await history(api, alice.token, 'idem-other')).map((m) => [m.seq, m.id]), [[1, elsewhere.id]], 'history of idem-other')
+    t.strictSame((await readWholeHistory(api, alice.token, 'idem-other')).map((m) => [m.seq, m.id]), [[1, elsewhere.id]], 'history of idem-other')
     t.equal(await roomLastSeq(api, alice.token, 'idem'), 2, 'repeats did not use up seqs')
-    t.strictSame(errors(a1), [], 'no errors for alice')
-    t.strictSame(errors(b), [], 'no errors for bob')
+    t.strictSame(receivedErrors(a1), [], 'no errors for alice')
+    t.strictSame(receivedErrors(b), [], 'no errors for bob')
   })
 
   t.test('idempotency under concurrency: copies in one batch and across batches, from two sockets of one user', async (t) => {
     // Batches of three: thirty copies of a key from two sockets, sent at once, are spread over
     // ten or more group commits, each holding repeats of the key.
-    const small = await startTestServer(t, backend, { env: { ...FAST, WRITE_MAX_BATCH: '3' } })
+    const small = await startTestServer(t, backend, { env: { ...HIGH_FRAME_RATE, WRITE_MAX_BATCH: '3' } })
     const alice = await small.api.user('alice')
     const bob = await small.api.user('bob')
     await createRoom(small.api, alice, 'race')
@@ -212,18 +115,18 @@ eachBackend(t, async (t, backend) => {
     // A bob message with the same keys: different user, different messages.
     b.send({ type: 'message', room: 'race', body: 'bob k-1', clientMsgId: 'k-1', ref: 'b-k-1' })
     const expected = COPIES * KEYS.length
-    await until(() => acks(a1).length + errors(a1).length >= expected && acks(a2).length + errors(a2).length >= expected && acks(b).length >= 1,
-      20_000, () => `a1 ${acks(a1).length}, a2 ${acks(a2).length}, b ${acks(b).length} acks`)
-    t.strictSame([...errors(a1), ...errors(a2), ...errors(b)], [], 'no errors')
+    await waitUntil(() => receivedAcks(a1).length + receivedErrors(a1).length >= expected && receivedAcks(a2).length + receivedErrors(a2).length >= expected && receivedAcks(b).length >= 1,
+      20_000, () => `a1 ${receivedAcks(a1).length}, a2 ${receivedAcks(a2).length}, b ${receivedAcks(b).length} acks`)
+    t.strictSame([...receivedErrors(a1), ...receivedErrors(a2), ...receivedErrors(b)], [], 'no errors')
 
-    const stored = await history(small.api, alice.token, 'race')
+    const stored = await readWholeHistory(small.api, alice.token, 'race')
     t.equal(stored.length, KEYS.length + 1, 'one stored message per key of alice, plus bob\'s')
     sameSeqs(t, stored.map((m) => m.seq).sort((x, y) => x - y), range(1, KEYS.length + 1), 'the stored seqs are 1..4: no seq was burned by a repeat')
     for (const key of KEYS) {
       const rows = stored.filter((m) => m.clientMsgId === key && m.userId === alice.id)
       t.equal(rows.length, 1, `${key}: stored once for alice`)
       const row = rows[0]
-      const all = [...acks(a1), ...acks(a2)].filter((f) => f.clientMsgId === key)
+      const all = [...receivedAcks(a1), ...receivedAcks(a2)].filter((f) => f.clientMsgId === key)
       t.equal(all.length, 2 * COPIES, `${key}: every copy was acked`)
       const distinct = new Set(all.map((f) => JSON.stringify(ackOf(f))))
       t.equal(distinct.size, 1, `${key}: every ack is identical`, { distinct: [...distinct] })
@@ -231,7 +134,7 @@ eachBackend(t, async (t, backend) => {
         t.strictSame(ackOf(all[0] ?? { type: 'none' }), { type: 'ack', room: 'race', id: row.id, seq: row.seq, clientMsgId: key, createdAt: row.createdAt }, `${key}: the acks name the stored message`)
       }
     }
-    const bobAck = acks(b)[0]
+    const bobAck = receivedAcks(b)[0]
     const bobRow = stored.find((m) => m.userId === bob.id)
     t.match(bobAck, { id: bobRow?.id, seq: bobRow?.seq, clientMsgId: 'k-1' }, 'bob\'s k-1 is its own message')
 
@@ -240,11 +143,11 @@ eachBackend(t, async (t, backend) => {
     await Promise.all(sockets.map(barrier))
     for (const key of KEYS) {
       const ofAlice = (f: Frame): boolean => f.clientMsgId === key && f.userId === alice.id
-      t.equal(events(b, 'race').filter(ofAlice).length, 1, `${key}: bob got exactly one event`)
-      t.equal(events(a1, 'race').filter(ofAlice).length + events(a2, 'race').filter(ofAlice).length, 1, `${key}: alice's other socket got exactly one event, her sending socket none`)
+      t.equal(messageEvents(b, 'race').filter(ofAlice).length, 1, `${key}: bob got exactly one event`)
+      t.equal(messageEvents(a1, 'race').filter(ofAlice).length + messageEvents(a2, 'race').filter(ofAlice).length, 1, `${key}: alice's other socket got exactly one event, her sending socket none`)
     }
-    t.equal(events(a1, 'race').filter((f) => f.userId === bob.id).length, 1, 'a1 got bob\'s message once')
-    t.equal(events(a2, 'race').filter((f) => f.userId === bob.id).length, 1, 'a2 got bob\'s message once')
+    t.equal(messageEvents(a1, 'race').filter((f) => f.userId === bob.id).length, 1, 'a1 got bob\'s message once')
+    t.equal(messageEvents(a2, 'race').filter((f) => f.userId === bob.id).length, 1, 'a2 got bob\'s message once')
   })
 
   t.test('gapless seq: five sockets flooding one room', async (t) => {
@@ -263,33 +166,33 @@ eachBackend(t, async (t, backend) => {
     sockets.forEach((socket, i) => {
       for (let k = 0; k < EACH; k++) socket.send({ type: 'message', room: 'flood', body: `from ${i}: #${k}`, clientMsgId: `s${i}-${k}` })
     })
-    await until(() => sockets.every((s) => acks(s).length + errors(s).length >= EACH), 30_000,
-      () => sockets.map((s) => acks(s).length).join(', ') + ' acks')
-    t.strictSame(sockets.flatMap(errors), [], 'no errors')
+    await waitUntil(() => sockets.every((s) => receivedAcks(s).length + receivedErrors(s).length >= EACH), 30_000,
+      () => sockets.map((s) => receivedAcks(s).length).join(', ') + ' acks')
+    t.strictSame(sockets.flatMap(receivedErrors), [], 'no errors')
     // Each socket also receives the other senders' messages.
-    await until(() => sockets.every((s) => events(s, 'flood').length >= N - EACH), 15_000,
-      () => sockets.map((s) => events(s, 'flood').length).join(', ') + ' events')
+    await waitUntil(() => sockets.every((s) => messageEvents(s, 'flood').length >= N - EACH), 15_000,
+      () => sockets.map((s) => messageEvents(s, 'flood').length).join(', ') + ' events')
 
-    const allAcks = sockets.flatMap((s) => acks(s))
+    const allAcks = sockets.flatMap((s) => receivedAcks(s))
     const seqs = allAcks.map((f) => f.seq as number)
     t.equal(new Set(seqs).size, seqs.length, 'every ack has a distinct seq')
     sameSeqs(t, [...seqs].sort((x, y) => x - y), range(1, N), `the acks together are exactly 1..${N}`)
     sockets.forEach((socket, i) => {
-      const own = acks(socket)
+      const own = receivedAcks(socket)
       sameSeqs(t, own.map((f) => f.clientMsgId as string), range(0, EACH - 1).map((k) => `s${i}-${k}`), `socket ${i}: one ack per message, in sending order`)
       t.ok(isStrictlyIncreasing(own.map((f) => f.seq as number)), `socket ${i}: its messages were sequenced in the order it sent them`)
-      const seen = events(socket, 'flood').map((f) => f.seq as number)
+      const seen = messageEvents(socket, 'flood').map((f) => f.seq as number)
       t.ok(isStrictlyIncreasing(seen), `socket ${i}: message events arrive in strictly increasing seq`)
-      t.equal(events(socket, 'flood').filter((f) => f.userId === users[i]?.id).length, 0, `socket ${i}: none of its own messages as events`)
+      t.equal(messageEvents(socket, 'flood').filter((f) => f.userId === users[i]?.id).length, 0, `socket ${i}: none of its own messages as events`)
       sameSeqs(t, [...seen, ...own.map((f) => f.seq as number)].sort((x, y) => x - y), range(1, N), `socket ${i}: events plus own acks are exactly 1..${N}, no gap, no repeat`)
     })
 
-    const stored = await history(api, users[0]?.token ?? '', 'flood')
+    const stored = await readWholeHistory(api, users[0]?.token ?? '', 'flood')
     sameSeqs(t, stored.map((m) => m.seq), range(1, N), 'history is 1..N in seq order')
     const bySeq = new Map(stored.map((m) => [m.seq, m]))
     let mismatched = 0
     sockets.forEach((socket, i) => {
-      for (const ack of acks(socket)) {
+      for (const ack of receivedAcks(socket)) {
         const row = bySeq.get(ack.seq)
         const k = String(ack.clientMsgId).split('-')[1]
         const want = { id: ack.id, room: 'flood', seq: ack.seq, userId: users[i]?.id, username: users[i]?.username, body: `from ${i}: #${k}`, clientMsgId: ack.clientMsgId, createdAt: ack.createdAt }
@@ -301,7 +204,7 @@ eachBackend(t, async (t, backend) => {
     t.equal(mismatched, 0, 'every history row matches its ack (id, seq, createdAt, clientMsgId) and what was sent (body, author)')
     let unmatchedEvents = 0
     for (const socket of sockets) {
-      for (const frame of events(socket, 'flood')) {
+      for (const frame of messageEvents(socket, 'flood')) {
         if (JSON.stringify(bySeq.get(frame.seq)) !== JSON.stringify(asMessage(frame))) {
           if (unmatchedEvents++ === 0) t.strictSame(asMessage(frame), bySeq.get(frame.seq), `first event not matching history (seq ${frame.seq})`)
         }
@@ -330,20 +233,20 @@ eachBackend(t, async (t, backend) => {
       }
     })
     const perRoom = users.length * EACH
-    await until(() => sockets.every((s) => acks(s).length + errors(s).length >= EACH * ROOMS.length), 30_000,
-      () => sockets.map((s) => acks(s).length).join(', ') + ' acks')
-    t.strictSame(sockets.flatMap(errors), [], 'no errors')
-    await until(() => sockets.every((s) => ROOMS.every((room) => events(s, room).length >= perRoom - EACH)), 15_000,
-      () => sockets.map((s) => ROOMS.map((room) => events(s, room).length).join('/')).join(', ') + ' events')
+    await waitUntil(() => sockets.every((s) => receivedAcks(s).length + receivedErrors(s).length >= EACH * ROOMS.length), 30_000,
+      () => sockets.map((s) => receivedAcks(s).length).join(', ') + ' acks')
+    t.strictSame(sockets.flatMap(receivedErrors), [], 'no errors')
+    await waitUntil(() => sockets.every((s) => ROOMS.every((room) => messageEvents(s, room).length >= perRoom - EACH)), 15_000,
+      () => sockets.map((s) => ROOMS.map((room) => messageEvents(s, room).length).join('/')).join(', ') + ' events')
     for (const room of ROOMS) {
-      const seqs = sockets.flatMap((s) => acks(s, room)).map((f) => f.seq as number).sort((x, y) => x - y)
+      const seqs = sockets.flatMap((s) => receivedAcks(s, room)).map((f) => f.seq as number).sort((x, y) => x - y)
       sameSeqs(t, seqs, range(1, perRoom), `${room}: the acks are exactly 1..${perRoom}`)
       sockets.forEach((socket, i) => {
-        const seen = events(socket, room).map((f) => f.seq as number)
+        const seen = messageEvents(socket, room).map((f) => f.seq as number)
         t.ok(isStrictlyIncreasing(seen), `${room}, socket ${i}: events in strictly increasing seq`)
-        sameSeqs(t, [...seen, ...acks(socket, room).map((f) => f.seq as number)].sort((x, y) => x - y), range(1, perRoom), `${room}, socket ${i}: events plus own acks are 1..${perRoom}`)
+        sameSeqs(t, [...seen, ...receivedAcks(socket, room).map((f) => f.seq as number)].sort((x, y) => x - y), range(1, perRoom), `${room}, socket ${i}: events plus own acks are 1..${perRoom}`)
       })
-      const stored = await history(api, users[0]?.token ?? '', room)
+      const stored = await readWholeHistory(api, users[0]?.token ?? '', room)
       sameSeqs(t, stored.map((m) => m.seq), range(1, perRoom), `${room}: history is 1..${perRoom}`)
       t.ok(stored.every((m) => m.room === room && m.body.startsWith(`${room} from `)), `${room}: history holds only its own messages`)
     }
@@ -376,10 +279,10 @@ eachBackend(t, async (t, backend) => {
     const COUNT = 100
     for (let k = 0; k < COUNT; k++) {
       sender.send({ type: 'message', room: 'committed', body: `committed #${k}`, clientMsgId: `c${k}` })
-      if (k % 10 === 9) await sleep(3)
+      if (k % 10 === 9) await delay(3)
     }
-    await until(() => acks(sender).length + errors(sender).length >= COUNT && events(observer, 'committed').length >= COUNT, 15_000,
-      () => `${acks(sender).length} acks, ${events(observer, 'committed').length} events`)
+    await waitUntil(() => receivedAcks(sender).length + receivedErrors(sender).length >= COUNT && messageEvents(observer, 'committed').length >= COUNT, 15_000,
+      () => `${receivedAcks(sender).length} acks, ${messageEvents(observer, 'committed').length} events`)
     const results = await Promise.all(checks)
     t.equal(results.length, 2 * COUNT, 'one look-up per ack and per event')
     const missing = results.filter((r) => r.found?.seq !== r.seq || r.found.id !== r.frame.id)
@@ -415,7 +318,7 @@ eachBackend(t, async (t, backend) => {
     t.match(await xs.next((f) => f.ref === 'xj'), { type: 'error', code: 'forbidden' }, 'the join is refused')
     t.match(await xs.next((f) => f.ref === 'xm'), { type: 'error', code: 'forbidden' }, 'the message sent along with it is refused')
     await barrier(xs)
-    t.strictSame(events(xs, 'vault'), [], 'the outsider received nothing from the room')
+    t.strictSame(messageEvents(xs, 'vault'), [], 'the outsider received nothing from the room')
 
     // Removed by the creator via REST while joined.
     const removed = await api.request('DELETE', `/rooms/vault/members/${member.id}`, { token: owner.token })
@@ -429,14 +332,14 @@ eachBackend(t, async (t, backend) => {
     t.match(await ls.request({ type: 'message', room: 'vault', body: 'without a key' }), { type: 'error', code: 'forbidden' }, 'also without a clientMsgId')
 
     await barrier(os)
-    t.strictSame(events(os, 'vault'), [], 'the owner was sent none of the refused messages')
-    const stored = await history(api, owner.token, 'vault')
+    t.strictSame(messageEvents(os, 'vault'), [], 'the owner was sent none of the refused messages')
+    const stored = await readWholeHistory(api, owner.token, 'vault')
     t.strictSame(stored.map((m) => [m.seq, m.userId, m.body]), [[1, owner.id, 'members only']], 'only the owner\'s message is stored')
     t.equal(await roomLastSeq(api, owner.token, 'vault'), 1, 'refused messages used no seq')
     const next = await os.request({ type: 'message', room: 'vault', body: 'and on we go' })
     t.match(next, { type: 'ack', seq: 2, clientMsgId: null }, 'the next message is seq 2: no gap')
     await Promise.all([barrier(ms), barrier(ls)])
-    t.strictSame(events(ms, 'vault').map((f) => f.seq), [1], 'a removed member receives nothing more from the private room')
-    t.strictSame(events(ls, 'vault').map((f) => f.seq), [1], 'nor does one who left it')
+    t.strictSame(messageEvents(ms, 'vault').map((f) => f.seq), [1], 'a removed member receives nothing more from the private room')
+    t.strictSame(messageEvents(ls, 'vault').map((f) => f.seq), [1], 'nor does one who left it')
   })
 })

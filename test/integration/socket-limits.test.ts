@@ -1,9 +1,10 @@
 import type { KyselyPlugin, RootOperationNode } from 'kysely'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createDatabase } from '../../db/create-db.js'
 import type WebSocket from 'ws'
 import { startTestServer } from '../helpers/server.js'
 import { backends } from '../helpers/backends.js'
+import { delay, HIGH_FRAME_RATE } from '../helpers/chat.js'
 import { connect, openSocket, type TestSocket } from '../helpers/socket.js'
 import { signJwt } from '../helpers/tokens.js'
 
@@ -20,11 +21,17 @@ async function closeAll (sockets: TestSocket[]): Promise<void> {
   await Promise.all(sockets.map(async (s) => await s.close()))
 }
 
-t.test('frame size: 64 KiB is served, one byte more closes with 1009, beyond uWS limit 1006', async (t) => {
-  const { baseUrl, api } = await startTestServer(t, backend)
+/** A server (with `env`), a fresh user and one socket of it, closed at teardown. */
+const oneSocket = async (t: Test, env?: Record<string, string>): Promise<{ baseUrl: string, user: { token: string }, socket: TestSocket }> => {
+  const { baseUrl, api } = await startTestServer(t, backend, env === undefined ? {} : { env })
   const user = await api.user()
   const socket = await connect(baseUrl, user.token)
   t.teardown(async () => await socket.close())
+  return { baseUrl, user, socket }
+}
+
+t.test('frame size: 64 KiB is served, one byte more closes with 1009, beyond uWS limit 1006', async (t) => {
+  const { baseUrl, user, socket } = await oneSocket(t)
 
   const exact = frameOfSize(64 * 1024)
   t.equal(Buffer.byteLength(exact), 65536)
@@ -40,10 +47,7 @@ t.test('frame size: 64 KiB is served, one byte more closes with 1009, beyond uWS
 })
 
 t.test('flooding past the rate limit: rate_limited errors with refs, then 1008', async (t) => {
-  const { baseUrl, api } = await startTestServer(t, backend, { env: { WS_RATE: '5', WS_BURST: '5' } })
-  const user = await api.user()
-  const socket = await connect(baseUrl, user.token)
-  t.teardown(async () => await socket.close())
+  const { socket } = await oneSocket(t, { WS_RATE: '5', WS_BURST: '5' })
   for (let i = 0; i < 40; i++) socket.send({ type: 'ping', ref: `p${i}` })
   const closed = await socket.closed
   t.same(closed, { code: 1008, reason: 'rate limit exceeded' })
@@ -56,22 +60,16 @@ t.test('flooding past the rate limit: rate_limited errors with refs, then 1008',
 })
 
 t.test('a client within its rate is never limited, and the bucket refills', async (t) => {
-  const { baseUrl, api } = await startTestServer(t, backend, { env: { WS_RATE: '20', WS_BURST: '5' } })
-  const user = await api.user()
-  const socket = await connect(baseUrl, user.token)
-  t.teardown(async () => await socket.close())
+  const { socket } = await oneSocket(t, { WS_RATE: '20', WS_BURST: '5' })
   for (let round = 0; round < 3; round++) {
     for (let i = 0; i < 5; i++) socket.send({ type: 'ping', ref: `${round}-${i}` })
     for (let i = 0; i < 5; i++) t.match(await socket.next(), { type: 'pong', ref: `${round}-${i}` })
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    await delay(300)
   }
 })
 
 t.test('garbage runs out the budget sooner: bad_request, then rate_limited, then 1008', async (t) => {
-  const { baseUrl, api } = await startTestServer(t, backend)
-  const user = await api.user()
-  const socket = await connect(baseUrl, user.token)
-  t.teardown(async () => await socket.close())
+  const { socket } = await oneSocket(t)
   for (let i = 0; i < 40; i++) socket.send('not json')
   t.equal((await socket.closed).code, 1008)
   const codes = socket.received.filter((f) => f.type === 'error').map((f) => f.code)
@@ -93,7 +91,7 @@ t.test('a socket is closed with 1008 when its token expires', async (t) => {
 
 t.test('a slow consumer is closed with 1013 instead of growing memory; others keep receiving', async (t) => {
   const { baseUrl, api, server } = await startTestServer(t, backend, {
-    env: { WS_MAX_BACKPRESSURE: '65536', WS_RATE: '100000', WS_BURST: '100000' }
+    env: { WS_MAX_BACKPRESSURE: '65536', ...HIGH_FRAME_RATE }
   })
   const [sender, reader, stalled] = await Promise.all([api.user('s'), api.user('r'), api.user('x')])
   const sockets = await Promise.all([sender, reader, stalled].map(async (u) => await connect(baseUrl, u.token)))

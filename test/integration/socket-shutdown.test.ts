@@ -10,89 +10,19 @@
 //    gapless; an upgrade attempted once the server says it is shutting down is refused.
 // 2. A drain held open by an HTTP request still uploading its body: during it, new upgrades are
 //    refused while the open sockets are still served; once the request ends the sockets get 1001.
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs'
 import { connect as tcpConnect } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
-import { createClient, type ApiClient } from '../helpers/http.js'
+import type { Message } from '../../src/protocol/resources.js'
+import {
+  BURST, connectAndJoin, delay, planBurst, range, readWholeHistory, registerWithSignedToken, sendPlanned, spawnedServerEnv,
+  startBurst, tempDataDir, trackReplies, waitUntil, type Account, type PlannedMessage
+} from '../helpers/chat.js'
+import { createClient } from '../helpers/http.js'
 import { connect, type Closed, type Frame, type TestSocket } from '../helpers/socket.js'
-import { spawnServer, type ServerProcess } from '../helpers/spawn.js'
-import { signJwt } from '../helpers/tokens.js'
+import { spawnServer } from '../helpers/spawn.js'
 
 const SECRET = 'shutdown-test-secret-that-is-at-least-32-bytes'
-const SOCKETS = 3
-const PER_SOCKET = 400
-const CHUNK = 10
-const EVERY_MS = 5
-const ACKS_BEFORE_SIGTERM = 100
-
-interface User { readonly id: string, readonly username: string, readonly token: string }
-interface Stored { id: string, seq: number, userId: string, body: string, clientMsgId: string | null }
-interface Planned { readonly socket: number, readonly clientMsgId: string, readonly body: string }
-
-const delay = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
-
-async function waitUntil (what: string, ms: number, check: () => boolean): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await delay(2)
-  }
-}
-
-/** The environment of a server on the embedded database in `dataDir`, on a free loopback port. */
-function env (dataDir: string): Record<string, string> {
-  return { HOST: '127.0.0.1', PORT: '0', DATA_DIR: dataDir, JWT_SECRET: SECRET, LOG_LEVEL: 'info', WS_RATE: '100000', WS_BURST: '100000' }
-}
-
-/** Registers a user (one password hash) and signs its token here instead of logging in. */
-async function user (api: ApiClient, username: string): Promise<User> {
-  const res = await api.request('POST', '/auth/register', { json: { username, password: 'correct-horse-battery' } })
-  if (res.status !== 201) throw new Error(`register ${username}: ${res.status} ${res.text}`)
-  const token = signJwt({ alg: 'HS256', typ: 'JWT' }, { sub: res.body.id, username, exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: SECRET })
-  return { id: res.body.id, username, token }
-}
-
-async function history (api: ApiClient, token: string, room: string): Promise<Stored[]> {
-  const all: Stored[] = []
-  let after = 0
-  for (;;) {
-    const res = await api.request('GET', `/rooms/${room}/messages?after=${after}&limit=100`, { token })
-    if (res.status !== 200) throw new Error(`history: ${res.status} ${res.text}`)
-    all.push(...res.body.messages as Stored[])
-    if (!res.body.hasMore || res.body.messages.length === 0) return all
-    after = all[all.length - 1]!.seq
-  }
-}
-
-async function openAndJoin (t: Test, base: string, users: User[], room: string): Promise<TestSocket[]> {
-  const sockets = await Promise.all(users.map(async (u) => await connect(base, u.token)))
-  t.teardown(() => { for (const s of sockets) s.ws.terminate() })
-  for (const s of sockets) {
-    const joined = await s.request({ type: 'join', room })
-    t.equal(joined.type, 'joined', `joined ${room}`)
-  }
-  return sockets
-}
-
-/** Every reply (by ref = clientMsgId) a socket gets, as it arrives. */
-function trackReplies (sockets: TestSocket[]): Map<string, Frame> {
-  const replies = new Map<string, Frame>()
-  for (const s of sockets) {
-    s.ws.on('message', (data, isBinary) => {
-      if (isBinary) return
-      const frame = JSON.parse(data.toString()) as Frame
-      if ((frame.type === 'ack' || frame.type === 'error') && typeof frame.ref === 'string') replies.set(frame.ref, frame)
-    })
-  }
-  return replies
-}
-
-const send = (s: TestSocket, room: string, p: Planned): void => {
-  s.send({ type: 'message', room, body: p.body, clientMsgId: p.clientMsgId, ref: p.clientMsgId })
-}
 
 /** Tries an upgrade; 'refused: …' unless a socket opened (which is then closed again). */
 async function tryUpgrade (base: string, token: string): Promise<string> {
@@ -112,9 +42,9 @@ const closedWithin = async (s: TestSocket, ms: number): Promise<Closed | string>
  * The stored messages against what the senders were told: each acked one stored once with its id
  * and seq; each refused one not stored; nothing stored that was not acked; seq gapless.
  */
-function checkAgainstReplies (t: Test, stored: Stored[], replies: Map<string, Frame>, plan: Map<string, Planned>, users: User[], label: string): void {
-  t.strictSame(stored.map((m) => m.seq), Array.from({ length: stored.length }, (_, i) => i + 1), `${label}: seq is 1..${stored.length}, gapless`)
-  const byId = new Map<string, Stored[]>()
+function checkAgainstReplies (t: Test, stored: Message[], replies: Map<string, Frame>, plan: Map<string, PlannedMessage>, users: Account[], label: string): void {
+  t.strictSame(stored.map((m) => m.seq), range(1, stored.length), `${label}: seq is 1..${stored.length}, gapless`)
+  const byId = new Map<string, Message[]>()
   for (const m of stored) byId.set(m.clientMsgId ?? '', [...byId.get(m.clientMsgId ?? '') ?? [], m])
   const acks = [...replies].filter(([, f]) => f.type === 'ack')
   const lost = acks.filter(([id, ack]) => {
@@ -132,63 +62,56 @@ function checkAgainstReplies (t: Test, stored: Stored[], replies: Map<string, Fr
 }
 
 t.test('SIGTERM while sockets send: exit 0, 1001 for all, every ack stored', async (t) => {
-  const dataDir = realpathSync(mkdtempSync(join(tmpdir(), 'chat-shutdown-')))
-  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  const users: User[] = []
-  const burstPlan = new Map<string, Planned>()
+  const dataDir = tempDataDir(t, 'chat-shutdown-')
+  const env = spawnedServerEnv(dataDir, SECRET)
+  const users: Account[] = []
+  const burstPlan = new Map<string, PlannedMessage>()
   let burstReplies = new Map<string, Frame>()
-  const drainPlan = new Map<string, Planned>()
+  const drainPlan = new Map<string, PlannedMessage>()
   let drainReplies = new Map<string, Frame>()
 
   t.test('a burst, SIGTERM in the middle of it', async (t) => {
-    const server = spawnServer(t, { env: env(dataDir) })
+    const server = spawnServer(t, { env })
     const base = `http://127.0.0.1:${await server.listening()}`
     const api = createClient(base)
-    for (let i = 0; i < SOCKETS; i++) users.push(await user(api, `shut_${i}`))
+    for (let i = 0; i < BURST.sockets; i++) users.push(await registerWithSignedToken(api, `shut_${i}`, SECRET))
     t.equal((await api.request('POST', '/rooms', { token: users[0]!.token, json: { id: 'burst' } })).status, 201, 'room created')
-    const sockets = await openAndJoin(t, base, users, 'burst')
+    const sockets = await connectAndJoin(t, base, users, 'burst')
     const replies = burstReplies = trackReplies(sockets)
 
-    const plan = Array.from({ length: SOCKETS }, (_, i) =>
-      Array.from({ length: PER_SOCKET }, (_, j) => ({ socket: i, clientMsgId: `burst-${i}-${j}`, body: `burst message ${j} from socket ${i}` })))
+    const plan = planBurst('burst')
     for (const p of plan.flat()) burstPlan.set(p.clientMsgId, p)
-    const sentCount = plan.map(() => 0)
-    const timer = setInterval(() => {
-      sockets.forEach((s, i) => {
-        for (let k = 0; k < CHUNK && sentCount[i]! < PER_SOCKET && s.ws.readyState === WebSocket.OPEN; k++) send(s, 'burst', plan[i]![sentCount[i]!++]!)
-      })
-    }, EVERY_MS)
-    t.teardown(() => clearInterval(timer))
+    const burst = startBurst(t, sockets, 'burst', plan)
     const acked = (): number => [...replies.values()].filter((f) => f.type === 'ack').length
-    await waitUntil(`${ACKS_BEFORE_SIGTERM} acks`, 20_000, () => acked() >= ACKS_BEFORE_SIGTERM)
+    await waitUntil(() => acked() >= BURST.acksBeforeSignal, 20_000, `${BURST.acksBeforeSignal} acks`)
     server.child.kill('SIGTERM')
-    const sentAtSignal = sentCount.reduce((a, b) => a + b, 0)
+    const sentAtSignal = burst.sent()
     const repliedAtSignal = replies.size
 
-    await waitUntil('"shutting down" in the log', 5000, () => server.logs.some((l) => l.msg === 'shutting down'))
+    await waitUntil(() => server.logs.some((l) => l.msg === 'shutting down'), 5000, '"shutting down" in the log')
     const upgrade = await tryUpgrade(base, users[0]!.token)
     t.match(upgrade, /^refused/, `an upgrade once the server is shutting down is refused (${upgrade})`)
 
     const closes = await Promise.all(sockets.map(async (s) => await closedWithin(s, 15_000)))
-    clearInterval(timer)
+    burst.stop()
     t.strictSame(closes.map((c) => typeof c === 'string' ? c : c.code), sockets.map(() => 1001), 'every socket is closed with 1001')
     const exit = await server.exited(15_000).catch((error: Error) => error.message)
     t.same(exit, { code: 0, signal: null }, 'the process exits 0')
     t.ok(server.logs.some((l) => l.msg === 'stopped'), 'and logs "stopped"')
 
-    const sent = sentCount.reduce((a, b) => a + b, 0)
+    const sent = burst.sent()
     const acks = [...replies.values()].filter((f) => f.type === 'ack').length
     t.comment(`at SIGTERM: ${sentAtSignal} sent, ${repliedAtSignal} answered; in the end ${sent} sent, ${acks} acked, ${replies.size - acks} unavailable, ${sent - replies.size} unanswered`)
     t.ok(sentAtSignal > repliedAtSignal, `messages were in flight at SIGTERM (${sentAtSignal - repliedAtSignal})`)
   })
 
   t.test('a drain held open by a request in flight: upgrades refused, open sockets served, then 1001', async (t) => {
-    const server = spawnServer(t, { env: env(dataDir) })
+    const server = spawnServer(t, { env })
     const port = await server.listening()
     const base = `http://127.0.0.1:${port}`
     const api = createClient(base)
     t.equal((await api.request('POST', '/rooms', { token: users[0]!.token, json: { id: 'drain' } })).status, 201, 'room created')
-    const sockets = await openAndJoin(t, base, users, 'drain')
+    const sockets = await connectAndJoin(t, base, users, 'drain')
     const replies = drainReplies = trackReplies(sockets)
 
     // An upload that has sent its headers and half its body: the server waits for it before it closes the app.
@@ -203,7 +126,7 @@ t.test('SIGTERM while sockets send: exit 0, 1001 for all, every ack stored', asy
     await delay(200)
 
     server.child.kill('SIGTERM')
-    await waitUntil('"shutting down" in the log', 5000, () => server.logs.some((l) => l.msg === 'shutting down'))
+    await waitUntil(() => server.logs.some((l) => l.msg === 'shutting down'), 5000, '"shutting down" in the log')
     const upgrade = await tryUpgrade(base, users[0]!.token)
     t.match(upgrade, /^refused/, `a new upgrade during the drain is refused (${upgrade})`)
     t.ok(sockets.every((s) => s.ws.readyState === WebSocket.OPEN), 'the open sockets are still open: the drain is in progress')
@@ -212,9 +135,9 @@ t.test('SIGTERM while sockets send: exit 0, 1001 for all, every ack stored', asy
     const plan = sockets.flatMap((_, i) => Array.from({ length: 20 }, (_, j) => ({ socket: i, clientMsgId: `drain-${i}-${j}`, body: `drain message ${j} from socket ${i}` })))
     for (const p of plan) {
       drainPlan.set(p.clientMsgId, p)
-      send(sockets[p.socket]!, 'drain', p)
+      sendPlanned(sockets[p.socket]!, 'drain', p)
     }
-    await waitUntil('answers during the drain', 5000, () => plan.every((p) => replies.has(p.clientMsgId))).catch(() => {})
+    await waitUntil(() => plan.every((p) => replies.has(p.clientMsgId)), 5000, 'answers during the drain').catch(() => {})
     const answers = plan.map((p) => replies.get(p.clientMsgId))
     t.ok(answers.every((f) => f?.type === 'ack' || (f?.type === 'error' && f.code === 'unavailable')),
       `every message sent during the drain is answered with ack or unavailable (${answers.filter((f) => f?.type === 'ack').length} acked)`)
@@ -229,11 +152,11 @@ t.test('SIGTERM while sockets send: exit 0, 1001 for all, every ack stored', asy
   })
 
   t.test('after a restart on the same DATA_DIR, history matches the acks', async (t) => {
-    const server = spawnServer(t, { env: env(dataDir) })
+    const server = spawnServer(t, { env })
     const api = createClient(`http://127.0.0.1:${await server.listening()}`)
     if (users.length === 0) return t.fail('the first step did not get as far as registering users')
-    checkAgainstReplies(t, await history(api, users[0]!.token, 'burst'), burstReplies, burstPlan, users, 'burst')
-    checkAgainstReplies(t, await history(api, users[0]!.token, 'drain'), drainReplies, drainPlan, users, 'drain')
+    checkAgainstReplies(t, await readWholeHistory(api, users[0]!.token, 'burst'), burstReplies, burstPlan, users, 'burst')
+    checkAgainstReplies(t, await readWholeHistory(api, users[0]!.token, 'drain'), drainReplies, drainPlan, users, 'drain')
     t.same(await server.stop('SIGTERM', 15_000).catch((error: Error) => error.message), { code: 0, signal: null }, 'stops cleanly')
   })
 })
