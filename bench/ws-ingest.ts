@@ -59,7 +59,7 @@ const FULL: Profile = {
   idleSeconds: 2,
   rampWarmupSeconds: 1,
   rampStepSeconds: 5,
-  rampRates: [2000, 4000, 6000, 8000, 12_000, 16_000, 20_000, 25_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000],
+  rampRates: [2000, 4000, 6000, 8000, 10_000, 12_000, 14_000, 16_000, 18_000, 20_000, 22_000, 25_000, 30_000, 40_000, 50_000],
   drainMs: 3000
 }
 const QUICK_PROFILE: Profile = { fanoutWarmupSeconds: 1, fanoutSeconds: 3, idleSeconds: 1, rampWarmupSeconds: 1, rampStepSeconds: 3, rampRates: [2000, 8000, 20_000], drainMs: 2000 }
