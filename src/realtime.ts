@@ -38,6 +38,11 @@ const SETTLE_WAIT_MS = 5000
 /** How long shutdown waits for clients to answer the 1001 close before the listener drops them. */
 const CLOSE_WAIT_MS = 2000
 
+/** Resolves after pending promise continuations (and this turn's I/O callbacks) have run. */
+async function nextTurn (): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve))
+}
+
 /** Wires the socket side: gateway → pipeline → batch writer → database, and the room feed back out. */
 export function createRealtime (options: RealtimeOptions): Realtime {
   const { uws, db, config, log } = options
@@ -54,7 +59,7 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     await Promise.race([writer.settled(), new Promise((resolve) => { timer = setTimeout(resolve, SETTLE_WAIT_MS) })])
     clearTimeout(timer)
     // The pipeline publishes in promise continuations of the settled write; let them run first.
-    await new Promise((resolve) => setImmediate(resolve))
+    await nextTurn()
   }
   const outbox = createOutbox(log)
   const gateway = createGateway({
@@ -83,7 +88,7 @@ export function createRealtime (options: RealtimeOptions): Realtime {
         gateway.stopAccepting()
         await writer.close()
         // The last batch's acks are sent from promise continuations; let them run before the 1001s.
-        await new Promise((resolve) => setImmediate(resolve))
+        await nextTurn()
         await gateway.closeAll(CLOSE_WAIT_MS)
       })()
       await stopping

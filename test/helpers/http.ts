@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http'
+
 export interface ApiResponse<T = any> {
   readonly status: number
   readonly headers: Headers
@@ -57,5 +59,17 @@ export function createClient (baseUrl: string): ApiClient {
       if (login.status !== 200) throw new Error(`login failed: ${login.status} ${login.text}`)
       return { id: registered.body.id, username, token: login.body.token }
     }
+  }
+}
+
+/** Reads a Node response's body: parsed as JSON when it is JSON, else the text. */
+export async function readBody (res: IncomingMessage): Promise<unknown> {
+  let text = ''
+  res.setEncoding('utf8')
+  for await (const chunk of res) text += chunk as string
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text
   }
 }

@@ -1,4 +1,5 @@
 import WebSocket from 'ws'
+import { readBody } from './http.js'
 
 /** How a test socket presents its token in the upgrade request (API.md allows all three). */
 export type TokenVia = 'protocol' | 'header' | 'query'
@@ -146,14 +147,7 @@ export async function refusedUpgrade (baseUrl: string, options: SocketOptions = 
       reject(new Error('the upgrade was accepted'))
     })
     ws.once('unexpected-response', (_req, res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => {
-        let body: unknown = text
-        try { body = JSON.parse(text) } catch {}
-        resolve({ status: res.statusCode ?? 0, body })
-      })
+      readBody(res).then((body) => resolve({ status: res.statusCode ?? 0, body }), reject)
     })
     ws.once('error', reject)
   })

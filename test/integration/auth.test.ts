@@ -7,7 +7,7 @@ import type { Database } from '../../db/schema.js'
 import { createPasswordHasher } from '../../src/auth/password.js'
 import { loggerOptions, redactUrl } from '../../src/logger.js'
 import { assertError } from '../helpers/assertions.js'
-import type { ApiClient, ApiResponse } from '../helpers/http.js'
+import { readBody, type ApiClient, type ApiResponse } from '../helpers/http.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
 import { decodeJwt } from '../helpers/tokens.js'
 
@@ -62,14 +62,7 @@ async function chunkedPost (baseUrl: string, path: string, chunks: string[]): Pr
   return await new Promise((resolve, reject) => {
     const req = httpRequest(baseUrl + path, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, timeout: 5000 })
     req.on('response', (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => {
-        let body: unknown = text
-        try { body = JSON.parse(text) } catch {}
-        resolve({ status: res.statusCode ?? 0, body })
-      })
+      readBody(res).then((body) => resolve({ status: res.statusCode ?? 0, body }), reject)
     })
     // The server may answer 413 and close before the whole body is written; only a missing answer is a failure.
     req.on('error', (error) => setTimeout(() => reject(error), 500))
