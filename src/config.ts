@@ -23,7 +23,8 @@ export const EnvSchema = Type.Object({
   JWT_SECRET: Type.String({ default: '' }),
   JWT_TTL: Int(1, 31_536_000, 3600, 'seconds'),
   LOG_LEVEL: Type.Union(LOG_LEVELS.map((level) => Type.Literal(level)), { default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` }),
-  HEARTBEAT_TIMEOUT: Int(1, 3600, 30, 'seconds'),
+  // uWS's idleTimeout takes 8-960 s; anything else would abort the process.
+  HEARTBEAT_TIMEOUT: Int(8, 960, 30, 'seconds (uWS supports 8-960)'),
   DB_POOL_SIZE: Int(1, 100, 10, 'connections to DATABASE_URL'),
   LOGIN_MAX_FAILURES: Int(1, 1000, 5, 'failed logins per username and address before 429'),
   LOGIN_LOCKOUT: Int(1, 86_400, 900, 'seconds the failure count is kept'),

@@ -3,16 +3,19 @@ import type { Log } from './logger.js'
 import type { TemplatedApp } from 'uWebSockets.js'
 import { isDatabaseUnavailable, UncertainWriteError } from '../db/errors.js'
 import { insertMessages, type InsertOutcome, type MessageDraft } from '../db/repositories/messages.repository.js'
+import { markSeen } from '../db/repositories/users.repository.js'
 import type { Database } from '../db/schema.js'
 import type { Config } from './config.js'
 import type { VerifyToken } from './gateway/auth.js'
 import { createOutbox } from './gateway/connection.js'
 import { createGateway, type GatewayStats } from './gateway/gateway.js'
 import { createMembership } from './gateway/membership.js'
-import { createRoster } from './gateway/roster.js'
 import { createRoomFeed } from './gateway/topics.js'
+import { createTyping } from './gateway/typing.js'
 import { createBatchWriter, type BatchWriterStats } from './pipeline/batch-writer.js'
 import { createPipeline } from './pipeline/pipeline.js'
+import { createPresence, type Presence } from './presence/presence.js'
+import type { PresenceStore } from './presence/presence-store.js'
 
 export interface RealtimeOptions {
   /** The uWS app the listener serves: `/ws` is added to it, and room topics live in it. */
@@ -20,6 +23,8 @@ export interface RealtimeOptions {
   readonly db: Kysely<Database>
   readonly config: Config
   readonly verify: VerifyToken
+  /** This node's view of the presence store (memory for one node; shared by every node otherwise). */
+  readonly presenceStore: PresenceStore
   readonly log: Log
 }
 
@@ -28,6 +33,8 @@ export interface Realtime {
   shutdown (): Promise<void>
   /** `userId` was removed from the private room `roomId`: their sockets stop receiving it. */
   revoke (roomId: string, userId: string): void
+  /** Who is online, for the REST routes. */
+  readonly presence: Pick<Presence, 'online' | 'isOnline'>
   stats (): { readonly gateway: GatewayStats, readonly writer: BatchWriterStats }
 }
 
@@ -37,6 +44,12 @@ const REPLAY_HIGH_WATER = 256 * 1024
 const SETTLE_WAIT_MS = 5000
 /** How long shutdown waits for clients to answer the 1001 close before the listener drops them. */
 const CLOSE_WAIT_MS = 2000
+/** API.md: a typing start not refreshed within 5 s is followed by `typing: false`. */
+const TYPING_TIMEOUT_MS = 5000
+/** A typing start still being refreshed is relayed again this often, so sockets that joined since learn of it. */
+const TYPING_RELAY_EVERY_MS = 3000
+/** last_seen_at updates are grouped like messages, but nobody waits on them: a slower, larger batch is fine. */
+const SEEN_WRITES = { maxBatch: 1000, maxDelayMs: 100, queueLimit: 100_000 }
 
 /** Resolves after pending promise continuations (and this turn's I/O callbacks) have run. */
 async function nextTurn (): Promise<void> {
@@ -53,6 +66,22 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     isUncertain: (error) => error instanceof UncertainWriteError
   })
   const feed = createRoomFeed(uws)
+  const seenWriter = createBatchWriter<string, undefined>({
+    ...SEEN_WRITES,
+    write: async (userIds) => {
+      await markSeen(db, userIds)
+      return userIds.map(() => undefined)
+    },
+    isUnavailable: isDatabaseUnavailable,
+    isUncertain: () => false
+  })
+  const presence = createPresence({
+    store: options.presenceStore,
+    broadcast: feed.broadcast,
+    seen: (userId) => { seenWriter.submit(userId).catch((error: unknown) => { log.warn({ err: error, userId }, 'last_seen_at not written') }) },
+    log
+  })
+  const typing = createTyping({ broadcast: feed.broadcast, timeoutMs: TYPING_TIMEOUT_MS, relayEveryMs: TYPING_RELAY_EVERY_MS })
   const publishedInFlight = async (): Promise<void> => {
     // Bounded: a write held while the database is away must not hold every join with it.
     let timer: NodeJS.Timeout | undefined
@@ -69,10 +98,13 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     log
   }, {
     outbox,
+    presence,
+    typing,
     membership: createMembership({
       db,
       feed,
-      roster: createRoster(),
+      presence,
+      typing,
       outbox,
       publishedInFlight,
       replayHighWater: Math.min(REPLAY_HIGH_WATER, config.socket.maxBackpressure / 4),
@@ -90,10 +122,14 @@ export function createRealtime (options: RealtimeOptions): Realtime {
         // The last batch's acks are sent from promise continuations; let them run before the 1001s.
         await nextTurn()
         await gateway.closeAll(CLOSE_WAIT_MS)
+        presence.close()
+        // The closed sockets' users were just seen: keep that before the database closes.
+        await seenWriter.close()
       })()
       await stopping
     },
     revoke: (roomId, userId) => { gateway.revoke(roomId, userId) },
+    presence,
     stats: () => ({ gateway: gateway.stats(), writer: writer.stats() })
   }
 }

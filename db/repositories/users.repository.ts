@@ -28,3 +28,8 @@ export async function findUserById (db: Kysely<Database>, id: string): Promise<U
 export async function updatePasswordHash (db: Kysely<Database>, id: string, passwordHash: string): Promise<void> {
   await db.updateTable('users').set({ password_hash: passwordHash }).where('id', '=', id).execute()
 }
+
+/** Sets last_seen_at to the commit's time for these users, in one statement. */
+export async function markSeen (db: Kysely<Database>, userIds: readonly string[]): Promise<void> {
+  await db.updateTable('users').set({ last_seen_at: sql<Date>`now()` }).where('id', 'in', [...new Set(userIds)]).execute()
+}

@@ -1,7 +1,12 @@
+import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { TemplatedApp } from 'uWebSockets.js'
 import { AppError } from '../../src/errors.js'
+import { createMemoryPresence } from '../../src/presence/memory-presence-store.js'
 import { createRealtime, type Realtime } from '../../src/realtime.js'
+
+/** How long a node's presence entries count without a renewal (it renews every third of this). */
+const PRESENCE_LEASE_MS = 60_000
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -19,6 +24,7 @@ export default fp<{ uws: TemplatedApp }>(async (fastify, { uws }) => {
     db: fastify.db,
     config: fastify.config,
     verify: (token) => fastify.jwt.verify(token),
+    presenceStore: createMemoryPresence({ leaseMs: PRESENCE_LEASE_MS }).forNode(randomUUID()),
     log: fastify.log.child({ component: 'realtime' })
   })
   fastify.decorate('realtime', realtime)

@@ -16,16 +16,16 @@ const UserPresence = Type.Object({
   lastSeenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
 })
 
-// Live presence arrives with the socket gateway; until then nobody is connected, so everyone is offline.
+/** Who is online in a room, and whether a user is; answered from the realtime side's presence. */
 const presenceRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { db } = fastify
+  const { db, realtime } = fastify
   fastify.addHook('onRequest', fastify.authenticate)
 
   fastify.get('/rooms/:id/presence', {
     schema: { params: RoomParams, response: { 200: RoomPresence, 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }
   }, async (request) => {
     const { room } = await readableRoom(db, request.params.id, request.user.id)
-    return { room: room.id, online: [] }
+    return { room: room.id, online: await realtime.presence.online(room.id) }
   })
 
   fastify.get('/users/:id/presence', {
@@ -33,6 +33,8 @@ const presenceRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request) => {
     const user = await findUserById(db, request.params.id)
     if (user === null) throw new AppError('not_found', `user ${request.params.id} not found`)
+    // An online user is being seen right now; last_seen_at is when they last came or went.
+    if (await realtime.presence.isOnline(user.id)) return { userId: user.id, status: 'online' as const, lastSeenAt: new Date().toISOString() }
     return { userId: user.id, status: 'offline' as const, lastSeenAt: user.last_seen_at?.toISOString() ?? null }
   })
 }

@@ -4,6 +4,7 @@ import { encodeFrame } from '../protocol/codec.js'
 import { CloseCode, type ServerFrame, type SocketErrorCode } from '../protocol/frames.js'
 import type { User } from '../protocol/resources.js'
 import type { RateState } from './rate-limit.js'
+import type { Typist } from './typing.js'
 
 /** A join in progress: replay and buffered live messages are still being sent. */
 export interface Joining { readonly done: Promise<void> }
@@ -20,6 +21,8 @@ export interface SocketState extends RateState {
   expiry: NodeJS.Timeout | undefined
   /** Set while a replay waits for the socket's send buffer to drain. */
   onDrain: (() => void) | undefined
+  /** Rooms this socket is typing in; created on its first `typing`, so idle sockets carry no map. */
+  typing: Map<string, Typist> | undefined
 }
 
 export type Socket = WebSocket<SocketState>

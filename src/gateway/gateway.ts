@@ -1,16 +1,17 @@
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocketBehavior } from 'uWebSockets.js'
-import { decodeFrame, encodeFrame } from '../protocol/codec.js'
+import { decodeFrame } from '../protocol/codec.js'
 import { CloseCode, MAX_FRAME_BYTES, type ClientFrame, type MessageFrame } from '../protocol/frames.js'
 import { authenticateUpgrade, type VerifyToken } from './auth.js'
 import type { Outbox, Socket, SocketState } from './connection.js'
 import type { Membership } from './membership.js'
 import { createFrameLimit } from './rate-limit.js'
 import type { Log } from '../logger.js'
-import { roomTopic } from './topics.js'
+import type { Presence } from '../presence/presence.js'
+import type { Typing } from './typing.js'
 
 export interface GatewayOptions {
   readonly verify: VerifyToken
-  /** Seconds a silent socket lives (uWS pings it before that); API.md's HEARTBEAT_TIMEOUT. */
+  /** Seconds a silent socket lives (uWS pings it before that); API.md's HEARTBEAT_TIMEOUT, 8-960 (uWS's range). */
   readonly heartbeatSeconds: number
   readonly rate: number
   readonly burst: number
@@ -21,6 +22,8 @@ export interface GatewayOptions {
 export interface GatewayDeps {
   readonly outbox: Outbox
   readonly membership: Membership
+  readonly presence: Presence
+  readonly typing: Typing
   /** The message path: store, then publish and ack. */
   readonly send: (ws: Socket, frame: MessageFrame) => Promise<void>
 }
@@ -49,14 +52,11 @@ const UWS_MAX_PAYLOAD = 1024 * 1024
 const INVALID_FRAME_COST = 10
 /** Refused frames in a row before a flooding socket is closed with 1008. */
 const MAX_STRIKES = 10
-/** uWS accepts an idleTimeout of 0 or 8-960 s (anything else aborts the process); its resolution is ~4 s. */
-const MIN_IDLE_SECONDS = 8
-const MAX_IDLE_SECONDS = 960
 /** setTimeout's longest delay; a token living longer is re-checked when it fires. */
 const MAX_TIMER_MS = 2_147_483_647
 
 export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gateway {
-  const { outbox, membership, send } = deps
+  const { outbox, membership, presence, typing, send } = deps
   const limit = createFrameLimit({ rate: options.rate, burst: options.burst, maxStrikes: MAX_STRIKES })
   const sockets = new Set<Socket>()
   const byUser = new Map<string, Set<Socket>>()
@@ -97,15 +97,13 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       case 'ping':
         outbox.send(ws, ref === undefined ? { type: 'pong' } : { type: 'pong', ref })
         return
-      case 'typing': {
-        const state = ws.getUserData()
-        if (state.rooms.get(frame.room) !== 'joined') {
+      case 'typing':
+        if (ws.getUserData().rooms.get(frame.room) !== 'joined') {
           outbox.error(ws, 'forbidden', 'join the room first', ref)
           return
         }
-        ws.publish(roomTopic(frame.room), encodeFrame({ type: 'typing', room: frame.room, userId: state.user.id, username: state.user.username, typing: frame.typing }))
+        typing.update(ws, frame.room, frame.typing)
         return
-      }
       case 'leave':
         membership.leave(ws, frame).catch((error: unknown) => { fail(ws, error) })
         return
@@ -122,6 +120,8 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
           outbox.error(ws, 'forbidden', 'join the room first', ref)
           return
         }
+        // Sending what one was typing ends the typing.
+        typing.stop(ws, frame.room)
         send(ws, frame).catch((error: unknown) => { fail(ws, error) })
     }
   }
@@ -132,7 +132,8 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
     maxBackpressure: options.maxBackpressure,
     // We close slow sockets ourselves, with a code that tells the client to rejoin with afterSeq.
     closeOnBackpressureLimit: false,
-    idleTimeout: Math.min(MAX_IDLE_SECONDS, Math.max(MIN_IDLE_SECONDS, options.heartbeatSeconds)),
+    // uWS pings a socket silent for most of this (see the README) and closes it if still silent.
+    idleTimeout: options.heartbeatSeconds,
     sendPingsAutomatically: true,
     maxLifetime: 0,
 
@@ -158,6 +159,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
         open: true,
         expiry: undefined,
         onDrain: undefined,
+        typing: undefined,
         ...limit.initial(Date.now())
       }
       res.cork(() => { res.upgrade(state, key, auth.protocol, extensions, context) })
@@ -169,6 +171,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       let own = byUser.get(user.id)
       if (own === undefined) byUser.set(user.id, own = new Set())
       own.add(ws)
+      presence.connected(user)
       outbox.send(ws, { type: 'welcome', user: { id: user.id, username: user.username }, heartbeat: options.heartbeatSeconds })
       armExpiry(ws)
     },
@@ -224,7 +227,8 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       own?.delete(ws)
       if (own?.size === 0) byUser.delete(state.user.id)
       outbox.forget(ws)
-      membership.closed(state)
+      membership.closed(ws)
+      presence.disconnected(state.user)
       if (sockets.size === 0) allClosed?.()
     }
   }

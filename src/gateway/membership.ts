@@ -8,13 +8,16 @@ import { encodeFrame } from '../protocol/codec.js'
 import { readableRoom } from '../room-access.js'
 import type { Joining, Outbox, Socket, SocketState } from './connection.js'
 import { replyWithFailure } from './failures.js'
-import type { Roster } from './roster.js'
+import type { Presence } from '../presence/presence.js'
+import type { OnlineUser } from '../presence/presence-store.js'
 import { roomTopic, type RoomFeed } from './topics.js'
+import type { Typing } from './typing.js'
 
 export interface MembershipDeps {
   readonly db: Kysely<Database>
   readonly feed: RoomFeed
-  readonly roster: Roster
+  readonly presence: Presence
+  readonly typing: Typing
   readonly outbox: Outbox
   /**
    * Resolves once the messages whose write is in flight now are published. A replay can read a
@@ -32,17 +35,23 @@ export interface Membership {
   leave (ws: Socket, frame: LeaveFrame): Promise<void>
   /** The socket's user lost access to the room: stop its live messages and tell the socket (`left`, reason `removed`). */
   revoke (ws: Socket, roomId: string): void
-  /** Forgets a closed socket's rooms. */
-  closed (state: SocketState): void
+  /** A socket closed: it leaves its rooms (presence, typing). */
+  closed (ws: Socket): void
 }
 
-/** Rooms one socket may be in at once: each costs a subscription and a roster entry. */
+/** Rooms one socket may be in at once: each costs a subscription and a presence entry. */
 export const MAX_ROOMS_PER_SOCKET = 500
 /** Stored messages read per replay query. */
 const REPLAY_PAGE = 500
 
 export function createMembership (deps: MembershipDeps): Membership {
-  const { db, feed, roster, outbox } = deps
+  const { db, feed, presence, typing, outbox } = deps
+
+  /** The socket is out of a room it was in: it stops typing there and no longer counts as present. */
+  const departed = (ws: Socket, roomId: string): void => {
+    typing.stop(ws, roomId)
+    presence.exited(roomId, ws.getUserData().user)
+  }
 
   /**
    * The join of this room in progress, if any. Callers wait it out in a loop and act right after
@@ -97,9 +106,12 @@ export function createMembership (deps: MembershipDeps): Membership {
     // stored ones and the subscription: whatever the reads miss was published after this point.
     const buffer = feed.openBuffer(roomId, ws)
     let afterSeq = frame.afterSeq
-    if (state.rooms.get(roomId) === 'joined') {
+    const rejoin = state.rooms.get(roomId) === 'joined'
+    // Whether the socket counts in the room's presence; undone below unless the join completes.
+    let present = rejoin
+    if (rejoin) {
+      // A re-join keeps its presence: the user never left.
       ws.unsubscribe(roomTopic(roomId))
-      roster.remove(roomId, state.user)
       // Re-joining without afterSeq continues the subscription it replaces: it has had every
       // message published so far, so whatever comes after that is replayed.
       afterSeq ??= feed.lastPublished(roomId)
@@ -116,6 +128,14 @@ export function createMembership (deps: MembershipDeps): Membership {
       }
       await deps.publishedInFlight()
       if (!state.open) return
+      let online: OnlineUser[]
+      if (rejoin) {
+        online = await presence.online(roomId)
+      } else {
+        present = true
+        online = await presence.entered(roomId, state.user, ws)
+      }
+      if (!state.open) return
       if (buffer.overflowed) {
         outbox.closeSlow(ws)
         return
@@ -128,14 +148,19 @@ export function createMembership (deps: MembershipDeps): Membership {
         }
         ws.subscribe(roomTopic(roomId))
         state.rooms.set(roomId, 'joined')
-        roster.add(roomId, state.user)
-        outbox.send(ws, { type: 'joined', room: roomId, lastSeq: Math.max(last, lastSeq), online: roster.online(roomId), ...(ref === undefined ? {} : { ref }) })
+        outbox.send(ws, { type: 'joined', room: roomId, lastSeq: Math.max(last, lastSeq), online, ...(ref === undefined ? {} : { ref }) })
+        // Typing and presence sent while the socket was joining come after the `online` snapshot:
+        // applied on top of it, in order, they leave the client with the current state.
+        for (const text of buffer.events) if (!outbox.sendText(ws, text)) return
       })
     } catch (error) {
       replyWithFailure(ws, outbox, deps.log, error, ref, 'join failed')
     } finally {
       feed.closeBuffer(buffer)
-      if (state.rooms.get(roomId) === joining) state.rooms.delete(roomId)
+      if (state.rooms.get(roomId) === joining) {
+        state.rooms.delete(roomId)
+        if (present) departed(ws, roomId)
+      }
     }
   }
 
@@ -163,7 +188,7 @@ export function createMembership (deps: MembershipDeps): Membership {
       if (state.rooms.get(frame.room) === 'joined') {
         ws.unsubscribe(roomTopic(frame.room))
         state.rooms.delete(frame.room)
-        roster.remove(frame.room, state.user)
+        departed(ws, frame.room)
       }
       outbox.send(ws, frame.ref === undefined ? { type: 'left', room: frame.room } : { type: 'left', room: frame.room, ref: frame.ref })
     },
@@ -172,13 +197,16 @@ export function createMembership (deps: MembershipDeps): Membership {
       if (!state.open || state.rooms.get(roomId) !== 'joined') return
       ws.unsubscribe(roomTopic(roomId))
       state.rooms.delete(roomId)
-      roster.remove(roomId, state.user)
+      departed(ws, roomId)
       outbox.send(ws, { type: 'left', room: roomId, reason: 'removed' })
     },
-    closed (state) {
+    closed (ws) {
+      const state = ws.getUserData()
+      // Rooms still joining are let go by their join, which sees the socket closed.
       for (const [roomId, phase] of state.rooms) {
-        if (phase === 'joined') roster.remove(roomId, state.user)
+        if (phase === 'joined') presence.exited(roomId, state.user)
       }
+      typing.closed(ws)
       state.onDrain?.()
     }
   }

@@ -1,7 +1,7 @@
 import type { TemplatedApp } from 'uWebSockets.js'
 import type { Socket } from './connection.js'
 
-/** The uWS topic a room's messages are published under. */
+/** The uWS topic a room's frames are published under. */
 export function roomTopic (roomId: string): string {
   return `room:${roomId}`
 }
@@ -9,11 +9,14 @@ export function roomTopic (roomId: string): string {
 /** A stored message's frame, encoded once. */
 export interface FeedFrame { readonly seq: number, readonly text: string }
 
-/** Live messages a joining socket has not been subscribed for yet. */
+/** What a room sent while a socket was joining it, not yet subscribed. */
 export interface JoinBuffer {
   readonly roomId: string
   readonly ws: Socket
+  /** Stored messages, in seq order. */
   readonly frames: FeedFrame[]
+  /** Typing and presence frames, in the order they were sent. */
+  readonly events: string[]
   /** More arrived than a join may hold: the socket is too slow to be joined. */
   overflowed: boolean
 }
@@ -24,39 +27,55 @@ export interface RoomFeed {
    * appends it to the buffers of sockets still joining the room.
    */
   publish (roomId: string, frame: FeedFrame, sender: Socket | null): void
+  /** Sends a frame that is not stored (typing, presence) the same way, to everyone but `except`. */
+  broadcast (roomId: string, text: string, except: Socket | null): void
   /** The highest seq published to the room by this node since it started, if any. */
   lastPublished (roomId: string): number | undefined
-  /** Starts collecting the room's messages for `ws`; taken back with `closeBuffer`. */
+  /** Starts collecting the room's frames for `ws`; taken back with `closeBuffer`. */
   openBuffer (roomId: string, ws: Socket): JoinBuffer
   closeBuffer (buffer: JoinBuffer): void
 }
 
-/** Live messages one join may hold while its replay is sent; past this the socket cannot keep up anyway. */
+/** Frames one join may hold while its replay is sent; past this the socket cannot keep up anyway. */
 const MAX_BUFFERED = 10_000
 
 export function createRoomFeed (uws: TemplatedApp): RoomFeed {
   const buffers = new Map<string, Set<JoinBuffer>>()
   const published = new Map<string, number>()
+
+  const send = (roomId: string, text: string, except: Socket | null): void => {
+    const topic = roomTopic(roomId)
+    // ws.publish skips the sender itself, but it delivers nothing from a socket that has never
+    // subscribed to anything (a uWS quirk), and a closed socket cannot publish. A sender not
+    // subscribed to this topic is not reached by app.publish anyway.
+    if (except !== null && except.getUserData().open && except.isSubscribed(topic)) except.publish(topic, text)
+    else uws.publish(topic, text)
+  }
+
+  /** The buffers of sockets joining the room, but `except`'s, that still have room. */
+  const joining = function * (set: Set<JoinBuffer>, except: Socket | null): Generator<JoinBuffer> {
+    for (const buffer of set) {
+      if (buffer.ws === except) continue
+      if (buffer.frames.length + buffer.events.length < MAX_BUFFERED) yield buffer
+      else buffer.overflowed = true
+    }
+  }
+
   return {
     publish (roomId, frame, sender) {
-      const topic = roomTopic(roomId)
       published.set(roomId, Math.max(frame.seq, published.get(roomId) ?? 0))
-      // ws.publish skips the sender itself, but it delivers nothing from a socket that has never
-      // subscribed to anything (a uWS quirk), and a closed socket cannot publish. A sender not
-      // subscribed to this topic is not reached by app.publish anyway.
-      if (sender !== null && sender.getUserData().open && sender.isSubscribed(topic)) sender.publish(topic, frame.text)
-      else uws.publish(topic, frame.text)
-      const joining = buffers.get(roomId)
-      if (joining === undefined) return
-      for (const buffer of joining) {
-        if (buffer.ws === sender) continue
-        if (buffer.frames.length < MAX_BUFFERED) buffer.frames.push(frame)
-        else buffer.overflowed = true
-      }
+      send(roomId, frame.text, sender)
+      const set = buffers.get(roomId)
+      if (set !== undefined) for (const buffer of joining(set, sender)) buffer.frames.push(frame)
+    },
+    broadcast (roomId, text, except) {
+      send(roomId, text, except)
+      const set = buffers.get(roomId)
+      if (set !== undefined) for (const buffer of joining(set, except)) buffer.events.push(text)
     },
     lastPublished: (roomId) => published.get(roomId),
     openBuffer (roomId, ws) {
-      const buffer: JoinBuffer = { roomId, ws, frames: [], overflowed: false }
+      const buffer: JoinBuffer = { roomId, ws, frames: [], events: [], overflowed: false }
       let set = buffers.get(roomId)
       if (set === undefined) buffers.set(roomId, set = new Set())
       set.add(buffer)

@@ -81,6 +81,13 @@ export const AckEvent = Type.Object({
 })
 export const MessageEvent = Type.Object({ type: Type.Literal('message'), ...Message.properties })
 export const TypingEvent = Type.Object({ type: Type.Literal('typing'), room: RoomId, userId: Type.String(), username: Type.String(), typing: Type.Boolean() })
+export const PresenceEvent = Type.Object({
+  type: Type.Literal('presence'),
+  room: RoomId,
+  userId: Type.String(),
+  username: Type.String(),
+  status: Type.Union([Type.Literal('online'), Type.Literal('offline')])
+})
 export const PongEvent = Type.Object({ type: Type.Literal('pong'), ...OptionalRef })
 export const ErrorEvent = Type.Object({ type: Type.Literal('error'), code: SocketErrorCode, message: Type.String(), ...OptionalRef })
 
@@ -90,6 +97,7 @@ export type LeftEvent = Static<typeof LeftEvent>
 export type AckEvent = Static<typeof AckEvent>
 export type MessageEvent = Static<typeof MessageEvent>
 export type TypingEvent = Static<typeof TypingEvent>
+export type PresenceEvent = Static<typeof PresenceEvent>
 export type PongEvent = Static<typeof PongEvent>
 export type ErrorEvent = Static<typeof ErrorEvent>
-export type ServerFrame = WelcomeEvent | JoinedEvent | LeftEvent | AckEvent | MessageEvent | TypingEvent | PongEvent | ErrorEvent
+export type ServerFrame = WelcomeEvent | JoinedEvent | LeftEvent | AckEvent | MessageEvent | TypingEvent | PresenceEvent | PongEvent | ErrorEvent

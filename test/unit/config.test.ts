@@ -58,7 +58,7 @@ t.test('valid values are taken', async (t) => {
     REDIS_URL: 'rediss://cache:6380',
     JWT_TTL: '60',
     LOG_LEVEL: 'silent',
-    HEARTBEAT_TIMEOUT: '5'
+    HEARTBEAT_TIMEOUT: '9'
   })
   t.equal(config.http.port, 0)
   t.equal(config.http.host, '127.0.0.1')
@@ -67,7 +67,7 @@ t.test('valid values are taken', async (t) => {
   t.equal(config.redis.url, 'rediss://cache:6380')
   t.equal(config.jwt.ttlSeconds, 60)
   t.equal(config.log.level, 'silent')
-  t.equal(config.heartbeatSeconds, 5)
+  t.equal(config.heartbeatSeconds, 9)
 })
 
 t.test('the returned config is deeply frozen', async (t) => {
@@ -94,6 +94,8 @@ t.test('each invalid variable gives one problem naming it', async (t) => {
     ['JWT_TTL', '0'],
     ['JWT_TTL', '12abc'],
     ['HEARTBEAT_TIMEOUT', '0'],
+    ['HEARTBEAT_TIMEOUT', '7'],
+    ['HEARTBEAT_TIMEOUT', '961'],
     ['LOG_LEVEL', 'loud'],
     ['DATABASE_URL', 'mysql://x'],
     ['REDIS_URL', 'http://x'],
@@ -205,7 +207,8 @@ t.test('TRUST_PROXY entries must be addresses, CIDRs or named ranges', async (t)
 })
 
 t.test('short lifetimes are allowed (tests of expiry and heartbeats use them)', async (t) => {
-  const config = loadConfig({ JWT_SECRET: SECRET, JWT_TTL: '1', HEARTBEAT_TIMEOUT: '1' })
+  const config = loadConfig({ JWT_SECRET: SECRET, JWT_TTL: '1', HEARTBEAT_TIMEOUT: '8' })
   t.equal(config.jwt.ttlSeconds, 1)
-  t.equal(config.heartbeatSeconds, 1)
+  t.equal(config.heartbeatSeconds, 8, 'the shortest heartbeat uWS supports')
+  t.equal(loadConfig({ JWT_SECRET: SECRET, HEARTBEAT_TIMEOUT: '960' }).heartbeatSeconds, 960, 'the longest')
 })

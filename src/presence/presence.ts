@@ -1,0 +1,99 @@
+import type { Log } from '../logger.js'
+import { encodeFrame } from '../protocol/codec.js'
+import type { PresenceEvent } from '../protocol/frames.js'
+import type { User } from '../protocol/resources.js'
+import type { Socket } from '../gateway/connection.js'
+import type { OnlineUser, PresenceStore } from './presence-store.js'
+
+export interface PresenceDeps {
+  readonly store: PresenceStore
+  /** Sends a frame that is not stored to the room's sockets except `except`, including sockets still joining it. */
+  readonly broadcast: (roomId: string, text: string, except: Socket | null) => void
+  /** Records that the user was seen now (users.last_seen_at); called when their first socket comes and their last goes. */
+  readonly seen: (userId: string) => void
+  readonly log: Log
+}
+
+/**
+ * This node's side of presence: counts its own sockets per user (on the server and per room),
+ * tells the store when the first arrives or the last goes, and announces to the room whoever
+ * the store says came online or went offline. Several sockets of one user are one presence.
+ */
+export interface Presence {
+  /** A socket of `user` opened on this node. */
+  connected (user: User): void
+  /** A socket of `user` closed. */
+  disconnected (user: User): void
+  /**
+   * The socket `ws` of `user` is joining the room: announces the user to the others there if this
+   * is their first socket in it anywhere, then resolves with everyone online there, the user
+   * included. Every call is matched by one `exited`, whatever happens to the join.
+   */
+  entered (roomId: string, user: User, ws: Socket): Promise<OnlineUser[]>
+  /** A socket of `user` left the room, was removed from it, or closed. */
+  exited (roomId: string, user: User): void
+  online (roomId: string): Promise<OnlineUser[]>
+  isOnline (userId: string): Promise<boolean>
+  /** Stops renewing this node's lease. */
+  close (): void
+}
+
+function presenceEvent (roomId: string, user: User, status: PresenceEvent['status']): string {
+  return encodeFrame({ type: 'presence', room: roomId, userId: user.id, username: user.username, status })
+}
+
+/** Adds one to a count and returns the new count. */
+function hold (counts: Map<string, number>, key: string): number {
+  const n = (counts.get(key) ?? 0) + 1
+  counts.set(key, n)
+  return n
+}
+
+/** Takes one from a count (forgetting it at zero) and returns what is left. */
+function release (counts: Map<string, number>, key: string): number {
+  const n = (counts.get(key) ?? 1) - 1
+  if (n > 0) counts.set(key, n)
+  else counts.delete(key)
+  return n
+}
+
+export function createPresence (deps: PresenceDeps): Presence {
+  const { store, broadcast, log } = deps
+  const users = new Map<string, number>()
+  // Keyed by room and user id together: one small entry per (room, user) this node holds.
+  const members = new Map<string, number>()
+  const memberKey = (roomId: string, userId: string): string => `${roomId}\n${userId}`
+  const warn = (what: string) => (error: unknown): void => { log.warn({ err: error }, what) }
+
+  const touching = setInterval(() => { store.touch().catch(warn('presence lease not renewed')) }, store.leaseMs / 3).unref()
+
+  return {
+    connected (user) {
+      if (hold(users, user.id) > 1) return
+      deps.seen(user.id)
+      store.connect({ userId: user.id, username: user.username }).catch(warn('presence not recorded'))
+    },
+    disconnected (user) {
+      if (release(users, user.id) > 0) return
+      deps.seen(user.id)
+      store.disconnect(user.id).catch(warn('presence not cleared'))
+    },
+    async entered (roomId, user, ws) {
+      if (hold(members, memberKey(roomId, user.id)) === 1 && await store.join(roomId, { userId: user.id, username: user.username })) {
+        broadcast(roomId, presenceEvent(roomId, user, 'online'), ws)
+      }
+      return await store.online(roomId)
+    },
+    exited (roomId, user) {
+      if (release(members, memberKey(roomId, user.id)) > 0) return
+      store.leave(roomId, user.id).then((gone) => {
+        if (gone) broadcast(roomId, presenceEvent(roomId, user, 'offline'), null)
+      }, warn('presence not cleared'))
+    },
+    online: async (roomId) => await store.online(roomId),
+    isOnline: async (userId) => await store.isOnline(userId),
+    close () {
+      clearInterval(touching)
+    }
+  }
+}
