@@ -18,18 +18,15 @@
 // With DATABASE_URL set (an admin URL, e.g. postgres://postgres@127.0.0.1:5432/postgres), a fresh
 // database is created on that server for the run and dropped afterwards; otherwise the server
 // uses an embedded database in a temporary DATA_DIR.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { createHmac, randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createHistogram, monitorEventLoopDelay, performance, type RecordableHistogram } from 'node:perf_hooks'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import pg from 'pg'
 import WebSocket from 'ws'
-import { BENCH_SECRET, WS_FANOUT_ROOM, WS_SERVER_ENV, wsIngestRoom } from './fixture.js'
+import { WS_FANOUT_ROOM, WS_SERVER_ENV, wsIngestRoom } from './fixture.js'
 import { sampleProcess, type ProcessSample } from './process-stats.js'
+import { eachLimited, signToken, startBenchServer, type BenchServer, type BenchUser } from './ws-server-process.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const argv = process.argv.slice(2)
@@ -108,94 +105,18 @@ function machineBusySeconds (): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The server under test, and its database
+// The server under test
 
-interface BenchUser { readonly id: string, readonly username: string }
-let child: ChildProcess | undefined
-let postgres: { readonly admin: pg.Client, readonly name: string, readonly url: string } | undefined
-
-async function provisionPostgres (adminUrl: string): Promise<void> {
-  const name = `chat_bench_ws_${process.pid}_${randomBytes(4).toString('hex')}`
-  const admin = new pg.Client({ connectionString: adminUrl })
-  await admin.connect()
-  await admin.query(`create database ${name}`)
-  const url = new URL(adminUrl)
-  url.pathname = `/${name}`
-  postgres = { admin, name, url: url.toString() }
-}
-
-/** The database's backends (the server's pool): pid → CPU seconds. Postgres's background writers are not included. */
-async function postgresBackends (): Promise<Map<number, number>> {
-  const cpu = new Map<number, number>()
-  if (postgres === undefined) return cpu
-  const { rows } = await postgres.admin.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [postgres.name])
-  for (const { pid } of rows) {
-    try { cpu.set(pid, sampleProcess(pid).cpuSeconds) } catch { /* ended meanwhile, or another machine */ }
-  }
-  return cpu
-}
-
-async function startServerProcess (): Promise<{ port: number, users: BenchUser[] }> {
-  const typescript = fileURLToPath(import.meta.url).endsWith('.ts')
-  const script = join(here, typescript ? 'ws-server.ts' : 'ws-server.js')
-  const args = [...(typescript ? ['--import', 'tsx'] : []), script, '--users', String(SOCKETS)]
-  const env: NodeJS.ProcessEnv = { ...WS_SERVER_ENV, ...process.env, LOG_LEVEL: 'error', DATABASE_URL: postgres?.url ?? '' }
-  delete env.DATA_DIR // always a fresh temporary one (embedded), removed by the server when it stops
-  const spawned = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env })
-  child = spawned
-  const lines = createInterface({ input: spawned.stdout! })
-  return await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('ws-server did not start within 60 s')), 60_000)
-    const onExit = (code: number | null, signal: string | null): void => {
-      clearTimeout(timer)
-      reject(new Error(`ws-server exited with ${code ?? signal} before it was ready`))
-    }
-    spawned.once('exit', onExit)
-    lines.once('line', (line) => {
-      clearTimeout(timer)
-      spawned.off('exit', onExit)
-      // Anything else the server prints on stdout goes to our stderr, out of the way of the table.
-      lines.on('line', (more) => process.stderr.write(`ws-server: ${more}\n`))
-      try {
-        resolve(JSON.parse(line) as { port: number, users: BenchUser[] })
-      } catch {
-        reject(new Error(`ws-server printed ${line}`))
-      }
-    })
-  })
-}
-
-async function stopServerProcess (): Promise<void> {
-  const running = child
-  if (running === undefined || running.exitCode !== null || running.signalCode !== null) return
-  const exited = new Promise<void>((resolve) => running.once('exit', () => resolve()))
-  running.kill('SIGTERM')
-  const killer = setTimeout(() => {
-    process.stderr.write('ws-server did not stop within 20 s of SIGTERM: SIGKILL\n')
-    running.kill('SIGKILL')
-  }, 20_000)
-  await exited
-  clearTimeout(killer)
-}
+let server: BenchServer | undefined
 
 let cleanedUp: Promise<void> | undefined
 function cleanup (): Promise<void> {
   cleanedUp ??= (async () => {
     for (const client of clients) client.ws.terminate()
-    try { await stopServerProcess() } catch (error) { process.stderr.write(`stopping ws-server: ${String(error)}\n`) }
-    if (postgres !== undefined) {
-      try {
-        await postgres.admin.query(`drop database if exists ${postgres.name} with (force)`)
-      } catch (error) {
-        process.stderr.write(`dropping database ${postgres.name}: ${String(error)}\n`)
-      }
-      await postgres.admin.end().catch(() => {})
-    }
+    await server?.stop()
   })()
   return cleanedUp
 }
-// Last resort if the process goes down some other way: never leave the server running.
-process.on('exit', () => { if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM') })
 let aborted = false
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
@@ -207,14 +128,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 // ---------------------------------------------------------------------------------------------
 // Sockets
-
-/** HS256, as the server verifies it: claims sub, username, exp. */
-function signToken (user: BenchUser): string {
-  const part = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url')
-  const now = Math.floor(Date.now() / 1000)
-  const input = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub: user.id, username: user.username, iat: now, exp: now + 3600 })}`
-  return `${input}.${createHmac('sha256', BENCH_SECRET).update(input).digest('base64url')}`
-}
 
 type Frame = Record<string, any> & { type: string }
 
@@ -383,17 +296,6 @@ async function joinRoom (client: Client, room: string): Promise<void> {
   if (reply.type !== 'joined') throw new Error(`socket ${client.index}: join ${room} answered ${JSON.stringify(reply)}`)
 }
 
-/** Runs `task` over `items`, at most `limit` at a time. */
-async function eachLimited<T> (items: readonly T[], limit: number, task: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const index = next++
-      await task(items[index]!, index)
-    }
-  }))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Phases
 
@@ -482,7 +384,7 @@ interface Snapshot {
 }
 
 async function snapshot (pid: number): Promise<Snapshot> {
-  return { at: performance.now(), server: sampleProcess(pid), generator: process.cpuUsage(), machine: machineBusySeconds(), postgres: await postgresBackends() }
+  return { at: performance.now(), server: sampleProcess(pid), generator: process.cpuUsage(), machine: machineBusySeconds(), postgres: await server!.postgresBackends() }
 }
 
 function postgresDelta (before: Map<number, number>, after: Map<number, number>): number {
@@ -571,7 +473,7 @@ async function runPhase (phase: Phase, pid: number): Promise<PhaseRow> {
   const generatorCpu = process.cpuUsage(before.generator)
   const generatorSendCpu = (sendEnd.generator.user - before.generator.user + sendEnd.generator.system - before.generator.system) / 1e6
   const generatorCpuPercent = generatorSendCpu / sendSeconds * 100
-  const postgresCpu = postgres === undefined ? null : postgresDelta(before.postgres, after.postgres)
+  const postgresCpu = server?.postgres !== true ? null : postgresDelta(before.postgres, after.postgres)
   const machineCpu = after.machine - before.machine
   const otherCpu = machineCpu - serverCpu - (generatorCpu.user + generatorCpu.system) / 1e6 - (postgresCpu ?? 0)
   const pacingLagP99Ms = percentileMs(phase.pacing, 99)
@@ -694,7 +596,7 @@ function show (value: number | null, digits = 1): string {
 
 function printRows (rows: readonly PhaseRow[]): void {
   const headers = ['phase', 'rooms × sockets', 'target/s', 'sent/s', 'acked', 'acked/s', 'ack p50', 'ack p99', 'ack max', 'deliv p50', 'deliv p99', 'frames out/s',
-    'srv CPU ms/msg', 'srv CPU %', ...(postgres !== undefined ? ['pg CPU ms/msg'] : []), 'srv RSS MB', 'gen CPU %', 'other CPU %', 'errors', 'unacked']
+    'srv CPU ms/msg', 'srv CPU %', ...(server?.postgres === true ? ['pg CPU ms/msg'] : []), 'srv RSS MB', 'gen CPU %', 'other CPU %', 'errors', 'unacked']
   const cells = rows.map((r) => [
     `${r.phase}${r.warmup ? ' (warm-up)' : ''}`,
     `${r.rooms} × ${r.sockets}`,
@@ -703,7 +605,7 @@ function printRows (rows: readonly PhaseRow[]): void {
     show(r.deliveryP50Ms, 2), show(r.deliveryP99Ms, 2),
     show(r.framesOutPerSecond, 0),
     r.serverCpuMsPerMessage === null ? '-' : r.serverCpuMsPerMessage.toFixed(4), show(r.serverCpuPercent, 0),
-    ...(postgres !== undefined ? [r.postgresCpuMsPerMessage === null ? '-' : r.postgresCpuMsPerMessage.toFixed(4)] : []),
+    ...(server?.postgres === true ? [r.postgresCpuMsPerMessage === null ? '-' : r.postgresCpuMsPerMessage.toFixed(4)] : []),
     `${r.serverRssMb} (${r.serverRssPeakMb})`,
     `${r.generatorCpuPercent}${r.generatorBound ? ' (!)' : ''}${r.rateHeld ? '' : ' (behind)'}`,
     show(r.otherCpuPercent, 0),
@@ -712,7 +614,7 @@ function printRows (rows: readonly PhaseRow[]): void {
   ])
   console.log(markdownTable(headers, cells))
   console.log(`latencies in ms; RSS: at the end (peak); (!): the generator was above ${GENERATOR_BOUND_PERCENT}% of one core while sending, so it, not the server, may be the limit;` +
-    ` (behind): it could not hold the target rate; other CPU: the machine's busy time not used by the server, the generator${postgres !== undefined ? ' or the database\'s Postgres backends' : ''}.`)
+    ` (behind): it could not hold the target rate; other CPU: the machine's busy time not used by the server, the generator${server?.postgres === true ? ' or the database\'s Postgres backends' : ''}.`)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -722,11 +624,9 @@ async function main (): Promise<void> {
   const adminUrl = process.env.DATABASE_URL ?? ''
   const database = adminUrl === '' ? 'embedded' : 'postgres'
   process.stderr.write(`ws bench${QUICK ? ' (quick)' : ''}: ${database} database, ${SOCKETS} sockets, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`)
-  if (adminUrl !== '') await provisionPostgres(adminUrl)
-  const { port, users } = await startServerProcess()
-  const pid = child!.pid!
+  server = await startBenchServer({ users: SOCKETS, adminUrl })
+  const { pid, port, users } = server
   process.stderr.write(`  server pid ${pid} on 127.0.0.1:${port} (${users.length} users) after ${((performance.now() - runStarted) / 1000).toFixed(1)} s\n`)
-  if (users.length < SOCKETS) throw new Error(`ws-server seeded ${users.length} users, expected ${SOCKETS}`)
 
   const opened = performance.now()
   const sockets: Client[] = new Array(SOCKETS)
@@ -747,7 +647,7 @@ async function main (): Promise<void> {
     seconds: round(idleSeconds, 2),
     serverCpuPercent: Math.round((idleAfter.server.cpuSeconds - idleBefore.server.cpuSeconds) / idleSeconds * 100),
     serverRssMb: Math.round(idleAfter.server.rssBytes / 2 ** 20),
-    postgresCpuPercent: postgres === undefined ? null : Math.round(postgresDelta(idleBefore.postgres, idleAfter.postgres) / idleSeconds * 100),
+    postgresCpuPercent: !server.postgres ? null : Math.round(postgresDelta(idleBefore.postgres, idleAfter.postgres) / idleSeconds * 100),
     otherCpuPercent: Math.round((idleAfter.machine - idleBefore.machine - (idleAfter.server.cpuSeconds - idleBefore.server.cpuSeconds) -
       (idleAfter.generator.user - idleBefore.generator.user + idleAfter.generator.system - idleBefore.generator.system) / 1e6 -
       postgresDelta(idleBefore.postgres, idleAfter.postgres)) / idleSeconds * 100)

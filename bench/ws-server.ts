@@ -43,6 +43,10 @@ const stop = (): void => {
 }
 process.once('SIGTERM', stop)
 process.once('SIGINT', stop)
+// Started with --expose-gc (bench/ws-server-process.ts does), SIGUSR2 runs a full GC: memory figures
+// then count what is held, not garbage not yet collected.
+const { gc } = globalThis as { gc?: () => void }
+if (gc !== undefined) process.on('SIGUSR2', () => { gc() })
 
 const { db } = server.app
 // One hash serves every user: the load generator signs its own tokens and never logs in.

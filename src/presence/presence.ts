@@ -65,6 +65,20 @@ export function createPresence (deps: PresenceDeps): Presence {
   const memberKey = (roomId: string, userId: string): string => `${roomId}\n${userId}`
   const warn = (what: string) => (error: unknown): void => { log.warn({ err: error }, what) }
 
+  // A store promises its changes apply in call order, not that its answers arrive in it: each
+  // (room, user)'s announcements wait for the one before, so a quick leave and re-join reads
+  // offline, online, never the reverse.
+  const announcing = new Map<string, Promise<void>>()
+  const announce = (key: string, changed: Promise<boolean>, frame: () => string, roomId: string, except: Socket | null): Promise<void> => {
+    const previous = announcing.get(key)
+    const done = (previous === undefined ? changed : previous.then(async () => await changed))
+      .then((yes) => { if (yes) broadcast(roomId, frame(), except) })
+    const tail = done.catch(() => {})
+    announcing.set(key, tail)
+    void tail.then(() => { if (announcing.get(key) === tail) announcing.delete(key) })
+    return done
+  }
+
   const touching = setInterval(() => { store.touch().catch(warn('presence lease not renewed')) }, store.leaseMs / 3).unref()
 
   return {
@@ -79,16 +93,16 @@ export function createPresence (deps: PresenceDeps): Presence {
       store.disconnect(user.id).catch(warn('presence not cleared'))
     },
     async entered (roomId, user, ws) {
-      if (hold(members, memberKey(roomId, user.id)) === 1 && await store.join(roomId, { userId: user.id, username: user.username })) {
-        broadcast(roomId, presenceEvent(roomId, user, 'online'), ws)
+      const key = memberKey(roomId, user.id)
+      if (hold(members, key) === 1) {
+        await announce(key, store.join(roomId, { userId: user.id, username: user.username }), () => presenceEvent(roomId, user, 'online'), roomId, ws)
       }
       return await store.online(roomId)
     },
     exited (roomId, user) {
-      if (release(members, memberKey(roomId, user.id)) > 0) return
-      store.leave(roomId, user.id).then((gone) => {
-        if (gone) broadcast(roomId, presenceEvent(roomId, user, 'offline'), null)
-      }, warn('presence not cleared'))
+      const key = memberKey(roomId, user.id)
+      if (release(members, key) > 0) return
+      announce(key, store.leave(roomId, user.id), () => presenceEvent(roomId, user, 'offline'), roomId, null).catch(warn('presence not cleared'))
     },
     online: async (roomId) => await store.online(roomId),
     isOnline: async (userId) => await store.isOnline(userId),
