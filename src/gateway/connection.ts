@@ -7,7 +7,11 @@ import type { RateState } from './rate-limit.js'
 import type { Typist } from './typing.js'
 
 /** A join in progress: replay and buffered live messages are still being sent. */
-export interface Joining { readonly done: Promise<void> }
+export interface Joining {
+  readonly done: Promise<void>
+  /** The user lost access to the room meanwhile: the join must not complete. */
+  revoked: boolean
+}
 
 /** Per-socket state, held by uWS as the socket's user data. Kept small: it exists once per connection. */
 export interface SocketState extends RateState {

@@ -5,6 +5,7 @@ import type { Database } from '../../db/schema.js'
 import type { JoinFrame, LeaveFrame } from '../protocol/frames.js'
 import { toMessage } from '../protocol/resources.js'
 import { encodeFrame } from '../protocol/codec.js'
+import { AppError } from '../errors.js'
 import { readableRoom } from '../room-access.js'
 import type { Joining, Outbox, Socket, SocketState } from './connection.js'
 import { replyWithFailure } from './failures.js'
@@ -33,7 +34,7 @@ export interface MembershipDeps {
 export interface Membership {
   join (ws: Socket, frame: JoinFrame): Promise<void>
   leave (ws: Socket, frame: LeaveFrame): Promise<void>
-  /** The socket's user lost access to the room: stop its live messages and tell the socket (`left`, reason `removed`). */
+  /** The socket's user lost access to the room: stop its live messages and tell the socket (`left`, reason `removed`; a join still in progress answers `forbidden`). */
   revoke (ws: Socket, roomId: string): void
   /** A socket closed: it leaves its rooms (presence, typing). */
   closed (ws: Socket): void
@@ -43,6 +44,8 @@ export interface Membership {
 export const MAX_ROOMS_PER_SOCKET = 500
 /** Stored messages read per replay query. */
 const REPLAY_PAGE = 500
+
+const removed = (): AppError => new AppError('forbidden', 'you were removed from this private room')
 
 export function createMembership (deps: MembershipDeps): Membership {
   const { db, feed, presence, typing, outbox } = deps
@@ -75,7 +78,7 @@ export function createMembership (deps: MembershipDeps): Membership {
    * past the high-water mark (that would close a healthy client as too slow); returns the last
    * seq sent, or null if the socket went away.
    */
-  const replay = async (ws: Socket, roomId: string, afterSeq: number): Promise<number | null> => {
+  const replay = async (ws: Socket, roomId: string, afterSeq: number, joining: Joining): Promise<number | null> => {
     let cursor = afterSeq
     for (;;) {
       const page = await listMessages(db, { roomId, after: cursor, limit: REPLAY_PAGE })
@@ -83,6 +86,7 @@ export function createMembership (deps: MembershipDeps): Membership {
       while (rows.length > 0) {
         await drained(ws)
         if (!ws.getUserData().open) return null
+        if (joining.revoked) throw removed()
         let sent = 0
         ws.cork(() => {
           for (const row of rows) {
@@ -122,7 +126,7 @@ export function createMembership (deps: MembershipDeps): Membership {
       const lastSeq = Number(access.room.last_seq)
       let last = afterSeq === undefined ? lastSeq : Math.min(afterSeq, lastSeq)
       if (afterSeq !== undefined && last < lastSeq) {
-        const replayed = await replay(ws, roomId, last)
+        const replayed = await replay(ws, roomId, last, joining)
         if (replayed === null) return
         last = replayed
       }
@@ -136,6 +140,7 @@ export function createMembership (deps: MembershipDeps): Membership {
         online = await presence.entered(roomId, state.user, ws)
       }
       if (!state.open) return
+      if (joining.revoked) throw removed()
       if (buffer.overflowed) {
         outbox.closeSlow(ws)
         return
@@ -174,7 +179,7 @@ export function createMembership (deps: MembershipDeps): Membership {
         return
       }
       let finish = (): void => {}
-      const joining: Joining = { done: new Promise<void>((resolve) => { finish = resolve }) }
+      const joining: Joining = { done: new Promise<void>((resolve) => { finish = resolve }), revoked: false }
       try {
         await join(ws, frame, joining)
       } finally {
@@ -194,7 +199,13 @@ export function createMembership (deps: MembershipDeps): Membership {
     },
     revoke (ws, roomId) {
       const state = ws.getUserData()
-      if (!state.open || state.rooms.get(roomId) !== 'joined') return
+      const phase = state.rooms.get(roomId)
+      if (!state.open || phase === undefined) return
+      if (phase !== 'joined') {
+        // Its join checked access before the removal; it answers `forbidden` instead of completing.
+        phase.revoked = true
+        return
+      }
       ws.unsubscribe(roomTopic(roomId))
       state.rooms.delete(roomId)
       departed(ws, roomId)
