@@ -155,8 +155,11 @@ export function createMembership (deps: MembershipDeps): Membership {
         state.rooms.set(roomId, 'joined')
         outbox.send(ws, { type: 'joined', room: roomId, lastSeq: Math.max(last, lastSeq), online, ...(ref === undefined ? {} : { ref }) })
         // Typing and presence sent while the socket was joining come after the `online` snapshot:
-        // applied on top of it, in order, they leave the client with the current state.
-        for (const text of buffer.events) if (!outbox.sendText(ws, text)) return
+        // applied on top of it, in order, they leave the client with the current state. Those
+        // about its own user are stale (it is online now) or its own typing elsewhere: skipped.
+        for (const event of buffer.events) {
+          if (event.userId !== state.user.id && !outbox.sendText(ws, event.text)) return
+        }
       })
     } catch (error) {
       replyWithFailure(ws, outbox, deps.log, error, ref, 'join failed')

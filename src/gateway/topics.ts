@@ -9,6 +9,9 @@ export function roomTopic (roomId: string): string {
 /** A stored message's frame, encoded once. */
 export interface FeedFrame { readonly seq: number, readonly text: string }
 
+/** A frame that is not stored (typing, presence), encoded once, and the user it is about. */
+export interface RoomEvent { readonly text: string, readonly userId: string }
+
 /** What a room sent while a socket was joining it, not yet subscribed. */
 export interface JoinBuffer {
   readonly roomId: string
@@ -16,7 +19,7 @@ export interface JoinBuffer {
   /** Stored messages, in seq order. */
   readonly frames: FeedFrame[]
   /** Typing and presence frames, in the order they were sent. */
-  readonly events: string[]
+  readonly events: RoomEvent[]
   /** More arrived than a join may hold: the socket is too slow to be joined. */
   overflowed: boolean
 }
@@ -28,7 +31,7 @@ export interface RoomFeed {
    */
   publish (roomId: string, frame: FeedFrame, sender: Socket | null): void
   /** Sends a frame that is not stored (typing, presence) the same way, to everyone but `except`. */
-  broadcast (roomId: string, text: string, except: Socket | null): void
+  broadcast (roomId: string, event: RoomEvent, except: Socket | null): void
   /** The highest seq published to the room by this node since it started, if any. */
   lastPublished (roomId: string): number | undefined
   /** Starts collecting the room's frames for `ws`; taken back with `closeBuffer`. */
@@ -68,10 +71,10 @@ export function createRoomFeed (uws: TemplatedApp): RoomFeed {
       const set = buffers.get(roomId)
       if (set !== undefined) for (const buffer of joining(set, sender)) buffer.frames.push(frame)
     },
-    broadcast (roomId, text, except) {
-      send(roomId, text, except)
+    broadcast (roomId, event, except) {
+      send(roomId, event.text, except)
       const set = buffers.get(roomId)
-      if (set !== undefined) for (const buffer of joining(set, except)) buffer.events.push(text)
+      if (set !== undefined) for (const buffer of joining(set, except)) buffer.events.push(event)
     },
     lastPublished: (roomId) => published.get(roomId),
     openBuffer (roomId, ws) {

@@ -1,5 +1,6 @@
 import { encodeFrame } from '../protocol/codec.js'
 import type { Socket } from './connection.js'
+import type { RoomEvent } from './topics.js'
 
 /** One socket typing in one room. */
 export interface Typist {
@@ -11,7 +12,7 @@ export interface Typist {
 
 export interface TypingOptions {
   /** Sends a frame to the room's sockets except `except`, including sockets still joining it. */
-  readonly broadcast: (roomId: string, text: string, except: Socket | null) => void
+  readonly broadcast: (roomId: string, event: RoomEvent, except: Socket | null) => void
   /** How long a start lasts without a refresh; API.md fixes 5 s. */
   readonly timeoutMs: number
   /** A refresh is relayed again only this long after the last relay, so late joiners learn of it too. */
@@ -40,7 +41,8 @@ export function createTyping (options: TypingOptions): Typing {
 
   const relay = (ws: Socket, roomId: string, typing: boolean): void => {
     const { user } = ws.getUserData()
-    options.broadcast(roomId, encodeFrame({ type: 'typing', room: roomId, userId: user.id, username: user.username, typing }), ws)
+    const text = encodeFrame({ type: 'typing', room: roomId, userId: user.id, username: user.username, typing })
+    options.broadcast(roomId, { text, userId: user.id }, ws)
   }
 
   const stop = (ws: Socket, roomId: string): void => {

@@ -3,12 +3,13 @@ import { encodeFrame } from '../protocol/codec.js'
 import type { PresenceEvent } from '../protocol/frames.js'
 import type { User } from '../protocol/resources.js'
 import type { Socket } from '../gateway/connection.js'
+import type { RoomEvent } from '../gateway/topics.js'
 import type { OnlineUser, PresenceStore } from './presence-store.js'
 
 export interface PresenceDeps {
   readonly store: PresenceStore
   /** Sends a frame that is not stored to the room's sockets except `except`, including sockets still joining it. */
-  readonly broadcast: (roomId: string, text: string, except: Socket | null) => void
+  readonly broadcast: (roomId: string, event: RoomEvent, except: Socket | null) => void
   /** Records that the user was seen now (users.last_seen_at); called when their first socket comes and their last goes. */
   readonly seen: (userId: string) => void
   readonly log: Log
@@ -38,8 +39,8 @@ export interface Presence {
   close (): void
 }
 
-function presenceEvent (roomId: string, user: User, status: PresenceEvent['status']): string {
-  return encodeFrame({ type: 'presence', room: roomId, userId: user.id, username: user.username, status })
+function presenceEvent (roomId: string, user: User, status: PresenceEvent['status']): RoomEvent {
+  return { text: encodeFrame({ type: 'presence', room: roomId, userId: user.id, username: user.username, status }), userId: user.id }
 }
 
 /** Adds one to a count and returns the new count. */
@@ -69,7 +70,7 @@ export function createPresence (deps: PresenceDeps): Presence {
   // (room, user)'s announcements wait for the one before, so a quick leave and re-join reads
   // offline, online, never the reverse.
   const announcing = new Map<string, Promise<void>>()
-  const announce = (key: string, changed: Promise<boolean>, frame: () => string, roomId: string, except: Socket | null): Promise<void> => {
+  const announce = (key: string, changed: Promise<boolean>, frame: () => RoomEvent, roomId: string, except: Socket | null): Promise<void> => {
     const previous = announcing.get(key)
     const done = (previous === undefined ? changed : previous.then(async () => await changed))
       .then((yes) => { if (yes) broadcast(roomId, frame(), except) })

@@ -1,3 +1,5 @@
+// The REST side of presence: auth, validation, private rooms, last_seen_at as stored. What live
+// sockets do to it (joins, closes, heartbeats) is in presence-live.test.ts.
 import t from 'tap'
 import { assertError } from '../helpers/assertions.js'
 import type { ApiResponse } from '../helpers/http.js'
@@ -23,7 +25,7 @@ eachBackend(t, async (t, backend) => {
     assertError(t, await api.request('GET', '/rooms/a%2Fb/presence'), 401, 'unauthorized', 'invalid room id, no token')
   })
 
-  t.test('GET /rooms/:id/presence: nobody is online before the socket gateway', async (t) => {
+  t.test('GET /rooms/:id/presence: nobody listed while no socket has joined the room', async (t) => {
     const res = await get('/rooms/general/presence', outsider.token)
     t.equal(res.status, 200)
     t.strictSame(res.body, { room: 'general', online: [] })
@@ -52,7 +54,7 @@ eachBackend(t, async (t, backend) => {
     }
   })
 
-  t.test('GET /users/:id/presence: offline and never seen', async (t) => {
+  t.test('GET /users/:id/presence: a user who never connected is offline, lastSeenAt null', async (t) => {
     const self = await get(`/users/${alice.id}/presence`, alice.token)
     t.equal(self.status, 200)
     t.strictSame(self.body, { userId: alice.id, status: 'offline', lastSeenAt: null }, 'own presence')
@@ -61,7 +63,7 @@ eachBackend(t, async (t, backend) => {
     t.strictSame(other.body, { userId: bob.id, status: 'offline', lastSeenAt: null }, 'another user, sharing no room')
   })
 
-  t.test('GET /users/:id/presence reports last_seen_at as ISO-8601', async (t) => {
+  t.test('GET /users/:id/presence: an offline user\'s lastSeenAt is users.last_seen_at, as ISO-8601', async (t) => {
     const seen = '2026-03-04T05:06:07.089Z'
     await db.updateTable('users').set({ last_seen_at: new Date(seen) }).where('id', '=', bob.id).execute()
     const res = await get(`/users/${bob.id}/presence`, alice.token)

@@ -75,7 +75,11 @@ function setup (t: Test, leaseMs = 60_000): {
   const { log, warnings } = recordingLog()
   const presence = createPresence({
     store,
-    broadcast: (roomId, text, except) => { sent.push({ roomId, frame: JSON.parse(text), except }) },
+    broadcast: (roomId, event, except) => {
+      const frame = JSON.parse(event.text)
+      if (frame.userId !== event.userId) throw new Error(`a presence event about ${String(frame.userId)} says it is about ${event.userId}`)
+      sent.push({ roomId, frame, except })
+    },
     seen: (userId) => { seen.push(userId) },
     log
   })
@@ -218,7 +222,7 @@ t.test('a quick exit then enter announces offline then online even when the stor
   const statuses: string[] = []
   const presence = createPresence({
     store,
-    broadcast: (_roomId, text) => { statuses.push((JSON.parse(text) as { status: string }).status) },
+    broadcast: (_roomId, event) => { statuses.push((JSON.parse(event.text) as { status: string }).status) },
     seen: () => {},
     log: recordingLog().log
   })

@@ -28,7 +28,10 @@ function setup (t: Test, extra: Partial<TypingOptions> = {}): {
   const sent: Sent[] = []
   const clock = { time: 1_700_000_000_000 }
   const typing = createTyping({
-    broadcast: (roomId, text, except) => { sent.push({ roomId, text, except }) },
+    broadcast: (roomId, event, except) => {
+      t.equal(event.userId, (JSON.parse(event.text) as { userId: string }).userId, 'the event names the user it is about')
+      sent.push({ roomId, text: event.text, except })
+    },
     timeoutMs: TIMEOUT_MS,
     relayEveryMs: RELAY_EVERY_MS,
     now: () => clock.time,
