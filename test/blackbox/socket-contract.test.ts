@@ -503,6 +503,45 @@ eachBackend(t, async (t, backend) => {
     t.strictSame(sortOnline(j2.online), onlineOf(carol), 'joined.online no longer lists bob')
   })
 
+  t.test('GET /rooms/:id/presence and GET /users/:id/presence follow the sockets', async (t) => {
+    const dave = await api.user('dave')
+    const room = await createRoom(t, 'presence-rest', alice, [dave])
+    const roomPresence = async (): Promise<unknown> => {
+      const res = await api.request('GET', `/rooms/${encodeURIComponent(room)}/presence`, { token: alice.token })
+      t.equal(res.status, 200, 'GET /rooms/:id/presence: 200')
+      return { ...res.body, online: sortOnline(res.body?.online ?? []) }
+    }
+    const userPresence = async (): Promise<Record<string, unknown>> => {
+      const res = await api.request('GET', `/users/${dave.id}/presence`, { token: alice.token })
+      t.equal(res.status, 200, 'GET /users/:id/presence: 200')
+      return res.body
+    }
+    t.strictSame(await userPresence(), { userId: dave.id, status: 'offline', lastSeenAt: null }, 'never connected: offline, lastSeenAt null')
+
+    const d = await open(t, dave)
+    const online = await userPresence()
+    t.equal(online.status, 'online', 'a socket open: online')
+    t.ok(typeof online.lastSeenAt === 'string' && ISO_8601.test(online.lastSeenAt), `lastSeenAt is ISO-8601 (${String(online.lastSeenAt)})`)
+    t.strictSame(await roomPresence(), { room, online: [] }, 'not joined: not in the room\'s list')
+
+    const a = await open(t, alice)
+    await join(t, a, room)
+    await join(t, d, room)
+    t.strictSame(await roomPresence(), { room, online: onlineOf(alice, dave) }, 'both joined: both listed')
+
+    const closedAt = Date.now()
+    await d.close()
+    t.strictSame(await roomPresence(), { room, online: onlineOf(alice) }, 'dave\'s socket closed: only alice listed')
+    let offline = await userPresence()
+    for (let i = 0; i < 50 && (offline.status !== 'offline' || offline.lastSeenAt === null); i++) {
+      await delay(100)
+      offline = await userPresence()
+    }
+    t.equal(offline.status, 'offline', 'the last socket closed: offline')
+    const seen = typeof offline.lastSeenAt === 'string' ? Date.parse(offline.lastSeenAt) : NaN
+    t.ok(seen >= closedAt - 1000 && seen <= Date.now() + 1000, `lastSeenAt is when the socket went (${String(offline.lastSeenAt)})`)
+  })
+
   // ---------------------------------------------------------------------------------------------
   // errors
 
