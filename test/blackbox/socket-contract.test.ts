@@ -1,5 +1,6 @@
 // Black-box tests of the WebSocket half of the public contract (/work/shared/API.md, "WebSocket /ws"
-// and the socket-related Guarantees). Everything asserted here comes from API.md; nothing from the
+// and the socket-related Guarantees), plus the two presence routes, which report what the sockets
+// do. Everything asserted here comes from API.md; nothing from the
 // server's source. API.md allows added fields, so frames are compared on the fields it names
 // (exactly, values and types), and extra fields are tolerated.
 //
