@@ -136,6 +136,7 @@ t.test('typing reaches the others in the room, never the typist; not joined is f
   t.match(await sa.request({ type: 'typing', room: 'general', typing: true }), { type: 'error', code: 'forbidden' })
   await sa.request({ type: 'join', room: 'general' })
   await sb.request({ type: 'join', room: 'general' })
+  t.match(await sa.next('presence'), { type: 'presence', room: 'general', userId: b.id, status: 'online' }, 'a sees b come online')
   sa.send({ type: 'typing', room: 'general', typing: true })
   t.same(await sb.next('typing'), { type: 'typing', room: 'general', userId: a.id, username: a.username, typing: true })
   t.match(await sa.request({ type: 'ping' }), { type: 'pong' })
