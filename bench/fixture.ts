@@ -5,12 +5,16 @@ export const LOGIN_USERS = 64
 export const SEEDED_MESSAGES = 1000
 export const BENCH_SECRET = 'bench-secret-bench-secret-bench-secret-0123'
 
-/** WebSocket bench (`ws-server.ts`, `ws-ingest.ts`): one user per socket, named `ws_bench_<i>`. */
+/** WebSocket scenarios (`ws-server.ts`, `scenarios/`): one user per socket, named `ws_bench_<i>`. */
 export const WS_USER_PREFIX = 'ws_bench_'
 /** The room every socket joins for the fan-out phase: each message goes to every other socket. */
 export const WS_FANOUT_ROOM = 'bench-fanout'
-/** Socket i's own room for the ingest ramp: `bench-ingest-<i>`, no other member. */
+/** Socket i's own room for the ingest scenario: `bench-ingest-<i>`, no other member. */
 export function wsIngestRoom (index: number): string { return `bench-ingest-${index}` }
+/** Sockets per room in the many-small-rooms and idle-memory scenarios. */
+export const SMALL_ROOM_SIZE = 10
+/** Socket i's small room: sockets 0-9 share `bench-small-0`, 10-19 `bench-small-1`, … */
+export function wsSmallRoom (index: number): string { return `bench-small-${Math.floor(index / SMALL_ROOM_SIZE)}` }
 /**
  * The gateway's per-socket token bucket and the log level for a load test; the defaults (50 frames/s,
  * burst 100) would throttle the bench. Values already in the environment win.

@@ -1,6 +1,7 @@
-// A server process for bench/rest.ts: the real server (uWS front, `uws`) or the same Fastify app on
-// its own listener (`fastify`), seeded with a user and a room history. Prints {"port": N} when ready.
-import { mkdtempSync } from 'node:fs'
+// A server process for bench/scenarios/rest.ts: the real server (uWS front, `uws`) or the same
+// Fastify app on its own listener (`fastify`), seeded with users and a room history. Prints
+// {"port": N} when ready. Both modes can share one database: the second finds it seeded.
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
@@ -8,32 +9,35 @@ import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { startServer } from '../src/server.js'
 import { BENCH_SECRET, BENCH_USER, LOGIN_USERS, SEEDED_MESSAGES } from './fixture.js'
+import { serveUntilSignalled } from './server-lifecycle.js'
 
 const mode = process.argv[2]
 if (mode !== 'uws' && mode !== 'fastify') throw new Error('usage: rest-server uws|fastify')
 
+const ownDataDir = process.env.DATA_DIR === undefined ? mkdtempSync(join(tmpdir(), 'chat-bench-rest-')) : null
 const config = loadConfig({
   ...process.env,
   HOST: '127.0.0.1',
   PORT: '0',
   LOG_LEVEL: 'error',
-  DATA_DIR: process.env.DATA_DIR ?? mkdtempSync(join(tmpdir(), 'chat-bench-')),
+  DATA_DIR: ownDataDir ?? process.env.DATA_DIR,
   JWT_SECRET: BENCH_SECRET
 })
 
 let port: number
 let app: FastifyInstance
+let close: () => Promise<void>
 if (mode === 'uws') {
   const server = await startServer(config, false)
   app = server.app
   port = server.port
-  process.once('SIGTERM', () => { void server.close().then(() => process.exit(0)) })
+  close = async () => { await server.close() }
 } else {
   app = await buildApp(config, { logger: false })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()
   port = typeof address === 'object' && address !== null ? address.port : 0
-  process.once('SIGTERM', () => { void app.close().then(() => process.exit(0)) })
+  close = async () => { await app.close() }
 }
 
 const { db } = app
@@ -61,4 +65,10 @@ if (user !== undefined) {
   await db.insertInto('messages').values(rows).execute()
   await db.updateTable('rooms').set({ last_seq: SEEDED_MESSAGES }).where('id', '=', 'general').execute()
 }
-process.stdout.write(`${JSON.stringify({ port })}\n`)
+serveUntilSignalled({ port }, async () => {
+  try {
+    await close()
+  } finally {
+    if (ownDataDir !== null) rmSync(ownDataDir, { recursive: true, force: true })
+  }
+})

@@ -1,8 +1,8 @@
-// A server process for bench/ws-ingest.ts: the real server (uWS listener, /ws gateway, REST) on
+// Our server as the WebSocket benches run it: the real server (uWS listener, /ws gateway, REST) on
 // 127.0.0.1 and a free port, with N users seeded directly in the database (one socket each), the
-// fan-out room all of them belong to and one ingest room per user.
+// fan-out room all of them belong to, one ingest room per user and public rooms of 10 (fixture.ts).
 // `node dist/bench/ws-server.js [--users 100]`; prints {"port": N, "users": [{id, username}, …]} when ready.
-// DATABASE_URL (when set) is used as is: the load generator creates a fresh database for the run.
+// DATABASE_URL (when set) is used as is: bench/server-process.ts creates a fresh database for the run.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,11 +10,13 @@ import { pino } from 'pino'
 import { loadConfig } from '../src/config.js'
 import { loggerOptions } from '../src/logger.js'
 import { startServer } from '../src/server.js'
-import { BENCH_SECRET, BENCH_USER, WS_FANOUT_ROOM, WS_SERVER_ENV, WS_USER_PREFIX, wsIngestRoom } from './fixture.js'
+import { BENCH_SECRET, BENCH_USER, SMALL_ROOM_SIZE, WS_FANOUT_ROOM, WS_SERVER_ENV, WS_USER_PREFIX, wsIngestRoom, wsSmallRoom } from './fixture.js'
+import { argument, serveUntilSignalled } from './server-lifecycle.js'
 
-const usersArg = process.argv.indexOf('--users')
-const USERS = usersArg > 0 ? Number(process.argv[usersArg + 1]) : 100
-if (!Number.isInteger(USERS) || USERS < 2 || USERS > 10_000) throw new Error('usage: ws-server [--users 2..10000]')
+const USERS = Number(argument('users', '100'))
+if (!Number.isInteger(USERS) || USERS < 2 || USERS > 20_000) throw new Error('usage: ws-server [--users 2..20000]')
+/** Rows per INSERT: Postgres takes at most 65,535 parameters per statement. */
+const CHUNK = 5000
 
 const ownDataDir = process.env.DATA_DIR === undefined ? mkdtempSync(join(tmpdir(), 'chat-bench-ws-')) : null
 const config = loadConfig({
@@ -28,45 +30,36 @@ const config = loadConfig({
 
 // Errors go to stderr (the load generator passes it through); stdout carries only the ready line.
 const server = await startServer(config, pino(loggerOptions(config.log.level), pino.destination(2)))
-let stopping = false
-const stop = (): void => {
-  if (stopping) return
-  stopping = true
-  const exit = (code: number): void => {
-    if (ownDataDir !== null) rmSync(ownDataDir, { recursive: true, force: true })
-    process.exit(code)
-  }
-  server.close().then(() => exit(0), (error: unknown) => {
-    process.stderr.write(`ws-server: close failed: ${String(error)}\n`)
-    exit(1)
-  })
-}
-process.once('SIGTERM', stop)
-process.once('SIGINT', stop)
-// Started with --expose-gc (bench/ws-server-process.ts does), SIGUSR2 runs a full GC: memory figures
-// then count what is held, not garbage not yet collected.
-const { gc } = globalThis as { gc?: () => void }
-if (gc !== undefined) process.on('SIGUSR2', () => { gc() })
-
 const { db } = server.app
+
+async function insertChunked<T> (rows: readonly T[], insert: (chunk: T[]) => Promise<unknown>): Promise<void> {
+  for (let at = 0; at < rows.length; at += CHUNK) await insert(rows.slice(at, at + CHUNK))
+}
+
 // One hash serves every user: the load generator signs its own tokens and never logs in.
 const passwordHash = await server.app.passwords.hash(BENCH_USER.password)
-const users = await db.insertInto('users')
-  .values(Array.from({ length: USERS }, (_, i) => ({ username: `${WS_USER_PREFIX}${i}`, password_hash: passwordHash })))
-  .returning(['id', 'username'])
-  .execute()
+const users: Array<{ id: string, username: string }> = []
+await insertChunked(Array.from({ length: USERS }, (_, i) => ({ username: `${WS_USER_PREFIX}${i}`, password_hash: passwordHash })), async (chunk) => {
+  users.push(...await db.insertInto('users').values(chunk).returning(['id', 'username']).execute())
+})
 users.sort((a, b) => Number(a.id) - Number(b.id))
-await db.insertInto('rooms')
-  .values([
-    { id: WS_FANOUT_ROOM, title: 'WebSocket bench: fan-out', private: false },
-    ...users.map((_, i) => ({ id: wsIngestRoom(i), title: `WebSocket bench: ingest ${i}`, private: false }))
-  ])
-  .execute()
+const smallRooms = Math.ceil(USERS / SMALL_ROOM_SIZE)
+await insertChunked([
+  { id: WS_FANOUT_ROOM, title: 'WebSocket bench: fan-out', private: false },
+  ...users.map((_, i) => ({ id: wsIngestRoom(i), title: `WebSocket bench: ingest ${i}`, private: false })),
+  ...Array.from({ length: smallRooms }, (_, k) => ({ id: wsSmallRoom(k * SMALL_ROOM_SIZE), title: `WebSocket bench: small room ${k}`, private: false }))
+], async (chunk) => await db.insertInto('rooms').values(chunk).execute())
 // Public rooms need no membership to join, but real members are what a chat room has.
-await db.insertInto('room_members')
-  .values([
-    ...users.map((user) => ({ room_id: WS_FANOUT_ROOM, user_id: user.id })),
-    ...users.map((user, i) => ({ room_id: wsIngestRoom(i), user_id: user.id }))
-  ])
-  .execute()
-process.stdout.write(`${JSON.stringify({ port: server.port, users: users.map((u) => ({ id: String(u.id), username: u.username })) })}\n`)
+await insertChunked([
+  ...users.map((user) => ({ room_id: WS_FANOUT_ROOM, user_id: user.id })),
+  ...users.map((user, i) => ({ room_id: wsIngestRoom(i), user_id: user.id })),
+  ...users.map((user, i) => ({ room_id: wsSmallRoom(i), user_id: user.id }))
+], async (chunk) => await db.insertInto('room_members').values(chunk).execute())
+
+serveUntilSignalled({ port: server.port, users: users.map((u) => ({ id: String(u.id), username: u.username })) }, async () => {
+  try {
+    await server.close()
+  } finally {
+    if (ownDataDir !== null) rmSync(ownDataDir, { recursive: true, force: true })
+  }
+})

@@ -1,0 +1,108 @@
+// The run as Markdown tables, one per scenario: printed at the end of `npm run bench`, written
+// next to the JSON, and what bench/README.md quotes.
+import { SERVER_LABELS, type BenchRun, type Percentiles, type ResultRow, type ScenarioName } from './results.js'
+
+type Column = readonly [header: string, value: (row: ResultRow, run: BenchRun) => string]
+
+const num = (value: number | null | undefined): string => value == null ? '-' : value.toLocaleString('en-US', { maximumSignificantDigits: 3 })
+const whole = (value: number | null | undefined): string => value == null ? '-' : Math.round(value).toLocaleString('en-US')
+const p50p99 = (latency: Percentiles | undefined): string => latency === undefined ? '-' : `${num(latency.p50)} / ${num(latency.p99)}`
+const server = (row: ResultRow): string => SERVER_LABELS[row.server]
+const flags = (row: ResultRow): string => [
+  ...(row.failures > 0 ? [`${row.failures.toLocaleString('en-US')} failed`] : []),
+  ...(row.generatorBound ? ['generator-bound'] : [])
+].join(', ')
+
+/** Server CPU per delivered frame against raw uWS's at the same rate in the same run. */
+function versusRaw (row: ResultRow, run: BenchRun): string {
+  const raw = run.rows.find((other) => other.scenario === row.scenario && other.server === 'uws-raw' && other.offered === row.offered)
+  if (raw?.cpuUsPerDelivery === undefined || row.cpuUsPerDelivery === undefined) return '-'
+  return `${(row.cpuUsPerDelivery / raw.cpuUsPerDelivery).toFixed(2)}x`
+}
+
+const delivery: readonly Column[] = [
+  ['server', server],
+  ['msgs/s in', (row) => whole(row.offered)],
+  ['deliveries/s', (row) => whole(row.deliveriesPerSecond)],
+  ['delivery p50 / p99 ms', (row) => p50p99(row.delivery)],
+  ['server CPU µs / delivery', (row) => num(row.cpuUsPerDelivery)],
+  ['vs raw uWS', versusRaw],
+  ['server CPU %', (row) => whole(row.serverCpuPercent)],
+  ['of it kernel %', (row) => whole(row.serverKernelShare)],
+  ['generator CPU %', (row) => whole(row.generatorCpuPercent)],
+  ['flags', flags]
+]
+
+const COLUMNS: Readonly<Record<ScenarioName, readonly Column[]>> = {
+  fanout: delivery,
+  'small-rooms': delivery,
+  ingest: [
+    ['server', server],
+    ['msgs/s in', (row) => whole(row.offered)],
+    ['stored + acked /s', (row) => whole(row.messagesPerSecond)],
+    ['ack p50 / p99 ms', (row) => p50p99(row.ack)],
+    ['server CPU µs / msg', (row) => num(row.cpuUsPerMessage)],
+    ['Postgres CPU µs / msg', (row) => num(row.databaseCpuUsPerMessage)],
+    ['server CPU %', (row) => whole(row.serverCpuPercent)],
+    ['generator CPU %', (row) => whole(row.generatorCpuPercent)],
+    ['flags', flags]
+  ],
+  memory: [
+    ['server', server],
+    ['sockets', (row) => whole(row.offered)],
+    ['RSS MB', (row) => num(row.serverRssMb)],
+    ['RSS KB / socket', (row) => num(row.rssKbPerSocket)],
+    ['flags', flags]
+  ],
+  connect: [
+    ['server', server],
+    ['sockets', (row) => row.step],
+    ['upgrades/s', (row) => whole(row.upgradesPerSecond)],
+    ['connect p50 / p99 ms', (row) => p50p99(row.request)],
+    ['server CPU µs / upgrade', (row) => num(row.cpuUsPerUpgrade)],
+    ['generator CPU %', (row) => whole(row.generatorCpuPercent)],
+    ['flags', flags]
+  ],
+  rest: [
+    ['route', (row) => row.step],
+    ['server', server],
+    ['req/s', (row) => whole(row.requestsPerSecond)],
+    ['p50 / p99 ms', (row) => p50p99(row.request)],
+    ['server CPU µs / req', (row) => num(row.cpuUsPerRequest)],
+    ['generator CPU %', (row) => whole(row.generatorCpuPercent)],
+    ['flags', flags]
+  ]
+}
+
+const TITLES: Readonly<Record<ScenarioName, string>> = {
+  fanout: 'Fan-out: one room, every socket in it',
+  'small-rooms': 'Many small rooms: rooms of 10',
+  ingest: 'Ingest with persistence: each socket in its own room',
+  memory: 'Idle memory: authenticated sockets, each joined to a room of 10',
+  connect: 'Connect storm: upgrades with a JWT',
+  rest: 'REST with autocannon'
+}
+
+function table (columns: readonly Column[], rows: readonly ResultRow[], run: BenchRun): string {
+  const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`
+  return [
+    line(columns.map(([header]) => header)),
+    line(columns.map(([header], i) => i === 0 || header === 'server' || header === 'flags' || header === 'sockets' ? '---' : '---:')),
+    ...rows.map((row) => line(columns.map(([, value]) => value(row, run))))
+  ].join('\n')
+}
+
+export function renderTables (run: BenchRun): string {
+  const scenarios = [...new Set(run.rows.map((row) => row.scenario))]
+  const sections = scenarios.map((scenario) => {
+    const rows = run.rows.filter((row) => row.scenario === scenario)
+    const notes = rows.flatMap((row) => row.notes.map((note) => `- ${SERVER_LABELS[row.server]}, ${row.step}: ${note}`))
+    return [`### ${TITLES[scenario]}`, '', table(COLUMNS[scenario], rows, run), ...(notes.length > 0 ? ['', ...notes] : [])].join('\n')
+  })
+  const targets = run.targets.map((check) => `| ${check.target} | ${check.measured} | ${check.met === null ? 'not checked' : check.met ? 'met' : '**missed**'} |`)
+  return [
+    ...sections,
+    ...(run.skipped.length > 0 ? [run.skipped.map((skip) => `- not run: ${skip.scenario}${skip.server === undefined ? '' : ` on ${SERVER_LABELS[skip.server]}`}: ${skip.reason}`).join('\n')] : []),
+    ['### Targets', '', '| target | measured | |', '| --- | --- | --- |', ...targets].join('\n')
+  ].join('\n\n')
+}

@@ -1,0 +1,63 @@
+// What every scenario gets from the runner, and the steps they share: open and join many sockets.
+// The runner starts each WebSocket server once and runs every scenario that measures it in turn
+// (bench/run.ts), so a run pays each server's start-up once.
+import type { Profile } from '../profiles.js'
+import type { ResultRow, ScenarioName, ServerName } from '../report/results.js'
+import { eachLimited, type BenchServer } from '../server-process.js'
+import { openSocket, type LoadSocket, type SocketEvents } from '../load/socket-client.js'
+
+export interface ScenarioContext {
+  readonly profile: Profile
+  /** A Postgres admin URL (each server gets a fresh database), or '' for embedded storage. */
+  readonly adminUrl: string
+  /** A transient status line (overwritten on a terminal). */
+  progress (line: string): void
+  /** A line that stays: a step's result, a server starting. */
+  log (line: string): void
+  record (row: ResultRow): void
+}
+
+export type WebSocketServerName = Exclude<ServerName, 'chat-fastify-listener'>
+
+/** A scenario over WebSocket servers: run once per server it lists, on a server already started. */
+export interface SocketScenario {
+  readonly name: ScenarioName
+  readonly servers: readonly WebSocketServerName[]
+  /** How many users (one socket each) it needs on the server. */
+  users (profile: Profile): number
+  run (context: ScenarioContext, server: BenchServer): Promise<void>
+}
+
+/** A scenario that starts its own servers (REST: other server processes). */
+export interface StandaloneScenario {
+  readonly name: ScenarioName
+  run (context: ScenarioContext): Promise<void>
+}
+
+/** Opens one socket per user (the first `count`), `concurrency` upgrades at a time. */
+export async function openSockets (server: BenchServer, count: number, events: SocketEvents, concurrency = 100,
+  progress?: (opened: number) => void): Promise<LoadSocket[]> {
+  if (server.users.length < count) throw new Error(`${server.name} has ${server.users.length} users, ${count} needed`)
+  const sockets: LoadSocket[] = new Array(count)
+  let opened = 0
+  try {
+    await eachLimited(server.users.slice(0, count), concurrency, async (user, i) => {
+      sockets[i] = await openSocket(server, user, i, events)
+      if (++opened % 1000 === 0) progress?.(opened)
+    })
+  } catch (error) {
+    closeAll(sockets)
+    throw error
+  }
+  return sockets
+}
+
+export async function joinAll (sockets: readonly LoadSocket[], roomOf: (socket: LoadSocket) => string, concurrency = 100): Promise<void> {
+  await eachLimited(sockets, concurrency, async (socket) => { await socket.join(roomOf(socket)) })
+}
+
+export function closeAll (sockets: ReadonlyArray<LoadSocket | undefined>): void {
+  for (const socket of sockets) socket?.close()
+}
+
+export function thousands (value: number): string { return value.toLocaleString('en-US') }

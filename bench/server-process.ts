@@ -1,0 +1,190 @@
+// The servers under test, each in its own process on 127.0.0.1: ours (`ws-server.ts`, `rest-server.ts`)
+// and the peers (`peers/`). Ours runs on an embedded database in a temporary DATA_DIR or, given an
+// admin DATABASE_URL, on a fresh Postgres database created for the run and dropped afterwards; so
+// does the Socket.IO peer that stores messages. Also the tokens the load generator's users carry.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createHmac, randomBytes } from 'node:crypto'
+import { dirname, join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import pg from 'pg'
+import type { ServerName } from './report/results.js'
+import { BENCH_SECRET, WS_SERVER_ENV, WS_USER_PREFIX } from './fixture.js'
+import { sampleProcess } from './process-stats.js'
+
+export interface BenchUser { readonly id: string, readonly username: string }
+
+/** How a server's sockets talk: our JSON frames (ours and raw uWS) or Socket.IO's packets. */
+export type Protocol = 'chat' | 'socketio'
+
+export interface BenchProcess {
+  readonly pid: number
+  /** The line the process printed when ready, parsed. */
+  readonly ready: Record<string, unknown>
+  /** Runs a full garbage collection in it (SIGUSR2; bench servers run with --expose-gc). */
+  collectGarbage (): void
+  /** SIGTERM (SIGKILL after 20 s). Safe to call twice. */
+  stop (): Promise<void>
+}
+
+export interface BenchServer extends BenchProcess {
+  readonly name: ServerName
+  readonly protocol: Protocol
+  readonly port: number
+  readonly users: readonly BenchUser[]
+  /** Whether it stores on Postgres (a database of its own) rather than an embedded one or none. */
+  readonly postgres: boolean
+  /** The run database's backends: pid → CPU seconds; empty without a Postgres database. */
+  postgresBackends (): Promise<Map<number, number>>
+}
+
+const here = dirname(fileURLToPath(import.meta.url))
+const typescript = fileURLToPath(import.meta.url).endsWith('.ts')
+const running = new Set<ChildProcess>()
+// Last resort if the bench goes down some other way: never leave a server running.
+process.on('exit', () => { for (const child of running) child.kill('SIGTERM') })
+
+const STOP_GRACE_MS = 20_000
+const START_TIMEOUT_MS = 90_000
+
+async function stopProcess (child: ChildProcess, name: string): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  child.kill('SIGTERM')
+  const killer = setTimeout(() => {
+    process.stderr.write(`${name} did not stop within ${STOP_GRACE_MS / 1000} s of SIGTERM: SIGKILL\n`)
+    child.kill('SIGKILL')
+  }, STOP_GRACE_MS)
+  await exited
+  clearTimeout(killer)
+}
+
+/** Starts `script` (relative to bench/, without extension) and waits for its JSON ready line. */
+export async function spawnBenchProcess (script: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<BenchProcess> {
+  const file = join(here, `${script}${typescript ? '.ts' : '.js'}`)
+  const child = spawn(process.execPath, ['--expose-gc', ...(typescript ? ['--import', 'tsx'] : []), file, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env })
+  running.add(child)
+  child.once('exit', () => running.delete(child))
+  let stopped: Promise<void> | undefined
+  const stop = async (): Promise<void> => { await (stopped ??= stopProcess(child, script)) }
+  const lines = createInterface({ input: child.stdout! })
+  try {
+    const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${script} did not start within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS)
+      const onExit = (code: number | null, signal: string | null): void => {
+        clearTimeout(timer)
+        reject(new Error(`${script} exited with ${code ?? signal} before it was ready`))
+      }
+      child.once('exit', onExit)
+      lines.once('line', (line) => {
+        clearTimeout(timer)
+        child.off('exit', onExit)
+        // Anything else it prints on stdout goes to our stderr, out of the way of the tables.
+        lines.on('line', (more) => process.stderr.write(`${script}: ${more}\n`))
+        try {
+          resolve(JSON.parse(line) as Record<string, unknown>)
+        } catch {
+          reject(new Error(`${script} printed ${line}`))
+        }
+      })
+    })
+    return { pid: child.pid!, ready, collectGarbage: () => { child.kill('SIGUSR2') }, stop }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
+
+export interface RunDatabase { readonly admin: pg.Client, readonly name: string, readonly url: string }
+
+export async function createRunDatabase (adminUrl: string): Promise<RunDatabase> {
+  const name = `chat_bench_${process.pid}_${randomBytes(4).toString('hex')}`
+  const admin = new pg.Client({ connectionString: adminUrl })
+  await admin.connect()
+  await admin.query(`create database ${name}`)
+  const url = new URL(adminUrl)
+  url.pathname = `/${name}`
+  return { admin, name, url: url.toString() }
+}
+
+export async function dropRunDatabase (database: RunDatabase): Promise<void> {
+  try {
+    await database.admin.query(`drop database if exists ${database.name} with (force)`)
+  } catch (error) {
+    process.stderr.write(`dropping database ${database.name}: ${String(error)}\n`)
+  }
+  await database.admin.end().catch(() => {})
+}
+
+const SCRIPTS: Readonly<Record<Exclude<ServerName, 'chat-fastify-listener'>, { script: string, args: (users: number) => string[], stores: boolean }>> = {
+  chat: { script: 'ws-server', args: (users) => ['--users', String(users)], stores: true },
+  'uws-raw': { script: 'peers/uws-raw', args: () => [], stores: false },
+  socketio: { script: 'peers/socketio', args: () => [], stores: false },
+  'socketio-insert': { script: 'peers/socketio', args: () => ['--store'], stores: true }
+}
+
+const PROTOCOLS: Readonly<Record<keyof typeof SCRIPTS, Protocol>> = { chat: 'chat', 'uws-raw': 'chat', socketio: 'socketio', 'socketio-insert': 'socketio' }
+
+/**
+ * Starts one WebSocket server with `users` users its clients can be (`adminUrl`: a Postgres admin
+ * URL, or '' for embedded storage). Ours seeds them in its database; the peers have no user table,
+ * so theirs are made up, with the same names.
+ */
+export async function startBenchServer (name: keyof typeof SCRIPTS, options: { readonly users: number, readonly adminUrl: string }): Promise<BenchServer> {
+  const { script, args, stores } = SCRIPTS[name]
+  const database = stores && options.adminUrl !== '' ? await createRunDatabase(options.adminUrl) : null
+  const env: NodeJS.ProcessEnv = { ...WS_SERVER_ENV, ...process.env, LOG_LEVEL: 'error', DATABASE_URL: database?.url ?? '' }
+  delete env.DATA_DIR // always a fresh temporary one (embedded), removed by the server when it stops
+  let child: BenchProcess
+  try {
+    child = await spawnBenchProcess(script, args(options.users), env)
+  } catch (error) {
+    if (database !== null) await dropRunDatabase(database)
+    throw error
+  }
+  const users = (child.ready.users as BenchUser[] | undefined) ??
+    Array.from({ length: options.users }, (_, i) => ({ id: String(i + 1), username: `${WS_USER_PREFIX}${i}` }))
+  let stopped: Promise<void> | undefined
+  return {
+    ...child,
+    name,
+    protocol: PROTOCOLS[name],
+    port: child.ready.port as number,
+    users,
+    postgres: database !== null,
+    async postgresBackends () {
+      const cpu = new Map<number, number>()
+      if (database === null) return cpu
+      const { rows } = await database.admin.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [database.name])
+      for (const { pid } of rows) {
+        try { cpu.set(pid, sampleProcess(pid).cpuSeconds) } catch { /* ended meanwhile */ }
+      }
+      return cpu
+    },
+    async stop () {
+      await (stopped ??= (async () => {
+        await child.stop()
+        if (database !== null) await dropRunDatabase(database)
+      })())
+    }
+  }
+}
+
+/** HS256, as our server (and the Socket.IO peer) verify it: claims sub, username, exp. */
+export function signToken (user: BenchUser): string {
+  const part = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url')
+  const now = Math.floor(Date.now() / 1000)
+  const input = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub: user.id, username: user.username, iat: now, exp: now + 3600 })}`
+  return `${input}.${createHmac('sha256', BENCH_SECRET).update(input).digest('base64url')}`
+}
+
+/** Runs `task` over `items`, at most `limit` at a time. */
+export async function eachLimited<T> (items: readonly T[], limit: number, task: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const index = next++
+      await task(items[index]!, index)
+    }
+  }))
+}
