@@ -52,13 +52,16 @@ export const PROFILES: Readonly<Record<Profile['name'], Profile>> = {
   smoke: {
     name: 'smoke',
     scenarios: ['fanout', 'ingest'],
-    fanout: { sockets: 20, rates: [50] },
+    // Sized so every process measured spends several 10 ms /proc ticks in a step: raw uWS needs
+    // about 10,000 deliveries for 50 ms. Ingest stays where PGlite (2 ms a transaction) serves one
+    // INSERT per message with room to spare.
+    fanout: { sockets: 20, rates: [400] },
     smallRooms: { sockets: 20, rates: [50] },
     ingest: { sockets: 10, rates: [200] },
     memory: { sockets: 50 },
     connect: { sockets: 50, concurrency: 10 },
     rest: { seconds: 1 },
-    stepSeconds: 1,
+    stepSeconds: 2,
     warmupSeconds: 0,
     drainSeconds: 5
   }

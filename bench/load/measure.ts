@@ -11,6 +11,11 @@ import type { BenchServer } from '../server-process.js'
 const GENERATOR_BOUND_PERCENT = 85
 /** Above this share of one core used by other processes, a step is flagged as disturbed. */
 const NOISE_PERCENT = 25
+/**
+ * /proc counts CPU in 10 ms ticks: under ten of them a per-item figure is off by up to a tenth
+ * (under one it can read 0), so such a step says so.
+ */
+const RESOLVED_CPU_SECONDS = 0.1
 
 /** Latencies in microseconds (HDR histogram, 3 significant digits). */
 export function latencyHistogram (): RecordableHistogram { return createHistogram() }
@@ -92,6 +97,8 @@ export async function startUsage (server: { pid: number, postgresBackends?: Benc
       const generatorBound = generatorCpuPercent >= GENERATOR_BOUND_PERCENT
       if (generatorBound) notes.push(`generator at ${Math.round(generatorCpuPercent)}% of a core: it may be the limit`)
       if (otherPercent > NOISE_PERCENT) notes.push(`other processes used ${Math.round(otherPercent)}% of a core`)
+      if (serverCpuSeconds < RESOLVED_CPU_SECONDS) notes.push(`server CPU ${Math.round(serverCpuSeconds * 1000)} ms: too few 10 ms ticks for an exact per-item figure`)
+      if (after.postgres.size > 0 && databaseCpuSeconds < RESOLVED_CPU_SECONDS) notes.push(`Postgres CPU ${Math.round(databaseCpuSeconds * 1000)} ms: too few 10 ms ticks for an exact per-item figure`)
       return {
         seconds,
         serverCpuSeconds,

@@ -8,7 +8,7 @@ import { SERVER_LABELS, type BenchRun, type Percentiles, type ResultRow } from '
 import { runBench } from '../../bench/run.js'
 
 // `npm run bench` end to end at its smallest (the `smoke` profile: fan-out in one room of 20 and
-// ingest through 10 sockets, one 1 s step each): every server starts, is measured and stops, and
+// ingest through 10 sockets, one 2 s step each): every server starts, is measured and stops, and
 // the figures are present and sane. Nothing here is timed; the figures are not judged, only checked
 // to be the figures of the traffic that was sent.
 
