@@ -19,7 +19,7 @@ import { memory } from './scenarios/memory.js'
 import { rest } from './scenarios/rest.js'
 import type { ScenarioContext, SocketScenario, StandaloneScenario, WebSocketServerName } from './scenarios/scenario.js'
 import { smallRooms } from './scenarios/small-rooms.js'
-import { startBenchServer, type BenchServer } from './server-process.js'
+import { abandonRun, startBenchServer, type BenchServer } from './server-process.js'
 
 /** Per server, memory first: it wants a server whose heap no other scenario has grown. */
 const SOCKET_SCENARIOS: readonly SocketScenario[] = [memory, connect, fanout, smallRooms, ingest]
@@ -170,7 +170,10 @@ function summary (row: ResultRow): string {
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  process.once('SIGINT', () => { process.stderr.write('\ninterrupted: stopping the servers\n'); process.exit(130) })
+  process.once('SIGINT', () => {
+    process.stderr.write('\ninterrupted: stopping the servers and dropping the run databases (Ctrl-C again to quit now)\n')
+    void abandonRun().finally(() => process.exit(130))
+  })
   const { run, files, failed } = await runBench(parseArguments(process.argv.slice(2)))
   process.stdout.write(`\n${renderTables(run)}\n\nbench took ${run.durationSeconds} s; written ${files.join(', ')}\n`)
   if (failed) process.exitCode = 1

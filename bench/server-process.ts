@@ -61,6 +61,7 @@ async function stopProcess (child: ChildProcess, name: string): Promise<void> {
 
 /** Starts `script` (relative to bench/, without extension) and waits for its JSON ready line. */
 export async function spawnBenchProcess (script: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<BenchProcess> {
+  if (abandoned) throw new Error('the run was interrupted')
   const file = join(here, `${script}${typescript ? '.ts' : '.js'}`)
   const child = spawn(process.execPath, ['--expose-gc', ...(typescript ? ['--import', 'tsx'] : []), file, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env })
   running.add(child)
@@ -97,23 +98,48 @@ export async function spawnBenchProcess (script: string, args: readonly string[]
 
 export interface RunDatabase { readonly admin: pg.Client, readonly name: string, readonly url: string }
 
+/** Every run database not yet dropped, with its drop once one has started. */
+const liveDatabases = new Map<RunDatabase, Promise<void> | null>()
+let abandoned = false
+
 export async function createRunDatabase (adminUrl: string): Promise<RunDatabase> {
+  if (abandoned) throw new Error('the run was interrupted')
   const name = `chat_bench_${process.pid}_${randomBytes(4).toString('hex')}`
   const admin = new pg.Client({ connectionString: adminUrl })
   await admin.connect()
-  await admin.query(`create database ${name}`)
   const url = new URL(adminUrl)
   url.pathname = `/${name}`
-  return { admin, name, url: url.toString() }
+  const database = { admin, name, url: url.toString() }
+  // Known before it exists: an interrupt during the create still drops it (queued behind it).
+  liveDatabases.set(database, null)
+  await admin.query(`create database ${name}`)
+  return database
 }
 
+/** Drops it once, however many callers ask (a stop and an interrupt, say). */
 export async function dropRunDatabase (database: RunDatabase): Promise<void> {
-  try {
-    await database.admin.query(`drop database if exists ${database.name} with (force)`)
-  } catch (error) {
-    process.stderr.write(`dropping database ${database.name}: ${String(error)}\n`)
+  if (!liveDatabases.has(database)) return
+  let dropping = liveDatabases.get(database)
+  if (dropping == null) {
+    dropping = (async () => {
+      try {
+        await database.admin.query(`drop database if exists ${database.name} with (force)`)
+      } catch (error) {
+        process.stderr.write(`dropping database ${database.name}: ${String(error)}\n`)
+      }
+      await database.admin.end().catch(() => {})
+      liveDatabases.delete(database)
+    })()
+    liveDatabases.set(database, dropping)
   }
-  await database.admin.end().catch(() => {})
+  await dropping
+}
+
+/** For an interrupted run: stops every server still running, then drops every run database left. */
+export async function abandonRun (): Promise<void> {
+  abandoned = true
+  await Promise.all([...running].map(async (child) => { await stopProcess(child, 'a bench server') }))
+  await Promise.all([...liveDatabases.keys()].map(dropRunDatabase))
 }
 
 const SCRIPTS: Readonly<Record<Exclude<ServerName, 'chat-fastify-listener'>, { script: string, args: (users: number) => string[], stores: boolean }>> = {
