@@ -112,7 +112,13 @@ export async function createRunDatabase (adminUrl: string): Promise<RunDatabase>
   const database = { admin, name, url: url.toString() }
   // Known before it exists: an interrupt during the create still drops it (queued behind it).
   liveDatabases.set(database, null)
-  await admin.query(`create database ${name}`)
+  try {
+    await admin.query(`create database ${name}`)
+  } catch (error) {
+    liveDatabases.delete(database)
+    await admin.end().catch(() => {})
+    throw error
+  }
   return database
 }
 
