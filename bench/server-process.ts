@@ -40,9 +40,10 @@ export interface BenchServer extends BenchProcess {
 
 const here = dirname(fileURLToPath(import.meta.url))
 const typescript = fileURLToPath(import.meta.url).endsWith('.ts')
-const running = new Set<ChildProcess>()
+/** Each server process still running, with its once-only stop. */
+const running = new Map<ChildProcess, () => Promise<void>>()
 // Last resort if the bench goes down some other way: never leave a server running.
-process.on('exit', () => { for (const child of running) child.kill('SIGTERM') })
+process.on('exit', () => { for (const child of running.keys()) child.kill('SIGTERM') })
 
 const STOP_GRACE_MS = 20_000
 const START_TIMEOUT_MS = 90_000
@@ -64,10 +65,10 @@ export async function spawnBenchProcess (script: string, args: readonly string[]
   if (abandoned) throw new Error('the run was interrupted')
   const file = join(here, `${script}${typescript ? '.ts' : '.js'}`)
   const child = spawn(process.execPath, ['--expose-gc', ...(typescript ? ['--import', 'tsx'] : []), file, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env })
-  running.add(child)
-  child.once('exit', () => running.delete(child))
   let stopped: Promise<void> | undefined
   const stop = async (): Promise<void> => { await (stopped ??= stopProcess(child, script)) }
+  running.set(child, stop)
+  child.once('exit', () => running.delete(child))
   const lines = createInterface({ input: child.stdout! })
   try {
     const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -144,7 +145,7 @@ export async function dropRunDatabase (database: RunDatabase): Promise<void> {
 /** For an interrupted run: stops every server still running, then drops every run database left. */
 export async function abandonRun (): Promise<void> {
   abandoned = true
-  await Promise.all([...running].map(async (child) => { await stopProcess(child, 'a bench server') }))
+  await Promise.all([...running.values()].map(async (stop) => { await stop() }))
   await Promise.all([...liveDatabases.keys()].map(dropRunDatabase))
 }
 
