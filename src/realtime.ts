@@ -6,11 +6,12 @@ import { insertMessages, type InsertOutcome, type MessageDraft } from '../db/rep
 import { markSeen } from '../db/repositories/users.repository.js'
 import type { Database } from '../db/schema.js'
 import type { Config } from './config.js'
+import { createOutbox } from './fanout/outbox.js'
+import { createRoomFeed } from './fanout/room-feed.js'
 import type { VerifyToken } from './gateway/auth.js'
-import { createOutbox } from './gateway/connection.js'
 import { createGateway, type GatewayStats } from './gateway/gateway.js'
 import { createMembership } from './gateway/membership.js'
-import { createRoomFeed } from './gateway/topics.js'
+import { createReplay } from './gateway/replay.js'
 import { createTyping } from './gateway/typing.js'
 import { createBatchWriter, type BatchWriterStats } from './pipeline/batch-writer.js'
 import { createPipeline } from './pipeline/pipeline.js'
@@ -107,10 +108,10 @@ export function createRealtime (options: RealtimeOptions): Realtime {
       typing,
       outbox,
       publishedInFlight,
-      replayHighWater: Math.min(REPLAY_HIGH_WATER, config.socket.maxBackpressure / 4),
+      replay: createReplay({ db, outbox, highWater: Math.min(REPLAY_HIGH_WATER, config.socket.maxBackpressure / 4) }),
       log
     }),
-    send: createPipeline({ writer, feed, outbox, log })
+    pipeline: createPipeline({ writer, feed, outbox, log })
   })
   uws.ws('/ws', gateway.behavior)
   let stopping: Promise<void> | undefined

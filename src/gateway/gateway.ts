@@ -1,11 +1,13 @@
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocketBehavior } from 'uWebSockets.js'
 import { decodeFrame } from '../protocol/codec.js'
-import { CloseCode, MAX_FRAME_BYTES, type ClientFrame, type MessageFrame } from '../protocol/frames.js'
+import { CloseCode, MAX_FRAME_BYTES, type ClientFrame } from '../protocol/frames.js'
 import { authenticateUpgrade, type VerifyToken } from './auth.js'
-import type { Outbox, Socket, SocketState } from './connection.js'
+import type { Outbox } from '../fanout/outbox.js'
+import type { Socket, SocketState } from '../fanout/socket-state.js'
 import type { Membership } from './membership.js'
 import { createFrameLimit } from './rate-limit.js'
 import type { Log } from '../logger.js'
+import type { MessagePipeline } from '../pipeline/pipeline.js'
 import type { Presence } from '../presence/presence.js'
 import type { Typing } from './typing.js'
 
@@ -24,8 +26,7 @@ export interface GatewayDeps {
   readonly membership: Membership
   readonly presence: Presence
   readonly typing: Typing
-  /** The message path: store, then publish and ack. */
-  readonly send: (ws: Socket, frame: MessageFrame) => Promise<void>
+  readonly pipeline: MessagePipeline
 }
 
 export interface GatewayStats {
@@ -56,7 +57,7 @@ const MAX_STRIKES = 10
 const MAX_TIMER_MS = 2_147_483_647
 
 export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gateway {
-  const { outbox, membership, presence, typing, send } = deps
+  const { outbox, membership, presence, typing, pipeline } = deps
   const limit = createFrameLimit({ rate: options.rate, burst: options.burst, maxStrikes: MAX_STRIKES })
   const sockets = new Set<Socket>()
   const byUser = new Map<string, Set<Socket>>()
@@ -122,7 +123,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
         }
         // Sending what one was typing ends the typing.
         typing.stop(ws, frame.room)
-        send(ws, frame).catch((error: unknown) => { fail(ws, error) })
+        pipeline.send(ws, frame).catch((error: unknown) => { fail(ws, error) })
     }
   }
 

@@ -1,17 +1,15 @@
 import type { Kysely } from 'kysely'
 import type { Log } from '../logger.js'
-import { listMessages } from '../../db/repositories/messages.repository.js'
 import type { Database } from '../../db/schema.js'
 import type { JoinFrame, LeaveFrame } from '../protocol/frames.js'
-import { toMessage } from '../protocol/resources.js'
-import { encodeFrame } from '../protocol/codec.js'
-import { AppError } from '../errors.js'
 import { readableRoom } from '../room-access.js'
-import type { Joining, Outbox, Socket, SocketState } from './connection.js'
-import { replyWithFailure } from './failures.js'
+import type { Outbox } from '../fanout/outbox.js'
+import type { Joining, Socket, SocketState } from '../fanout/socket-state.js'
+import { replyWithFailure } from '../pipeline/failures.js'
 import type { Presence } from '../presence/presence.js'
 import type { OnlineUser } from '../presence/presence-store.js'
-import { roomTopic, type RoomFeed } from './topics.js'
+import { roomTopic, type RoomFeed } from '../fanout/room-feed.js'
+import { removedFromRoom, type Replay } from './replay.js'
 import type { Typing } from './typing.js'
 
 export interface MembershipDeps {
@@ -25,8 +23,7 @@ export interface MembershipDeps {
    * message committed but not yet published; the join must still be buffering when it is.
    */
   readonly publishedInFlight: () => Promise<void>
-  /** Bytes a replay lets queue on a socket before waiting for it to drain; well under `maxBackpressure`. */
-  readonly replayHighWater: number
+  readonly replay: Replay
   readonly log: Log
 }
 
@@ -42,10 +39,6 @@ export interface Membership {
 
 /** Rooms one socket may be in at once: each costs a subscription and a presence entry. */
 export const MAX_ROOMS_PER_SOCKET = 500
-/** Stored messages read per replay query. */
-const REPLAY_PAGE = 500
-
-const removed = (): AppError => new AppError('forbidden', 'you were removed from this private room')
 
 export function createMembership (deps: MembershipDeps): Membership {
   const { db, feed, presence, typing, outbox } = deps
@@ -63,44 +56,6 @@ export function createMembership (deps: MembershipDeps): Membership {
   const inProgress = (state: SocketState, roomId: string): Promise<void> | null => {
     const phase = state.rooms.get(roomId)
     return phase === undefined || phase === 'joined' ? null : phase.done
-  }
-
-  /** Resolves when the socket's send buffer is below the replay's high-water mark (or it closed). */
-  const drained = async (ws: Socket): Promise<void> => {
-    const state = ws.getUserData()
-    while (state.open && ws.getBufferedAmount() >= deps.replayHighWater) {
-      await new Promise<void>((resolve) => { state.onDrain = resolve })
-    }
-  }
-
-  /**
-   * Sends stored messages after `afterSeq`, a page at a time, never filling the socket's buffer
-   * past the high-water mark (that would close a healthy client as too slow); returns the last
-   * seq sent, or null if the socket went away.
-   */
-  const replay = async (ws: Socket, roomId: string, afterSeq: number, joining: Joining): Promise<number | null> => {
-    let cursor = afterSeq
-    for (;;) {
-      const page = await listMessages(db, { roomId, after: cursor, limit: REPLAY_PAGE })
-      let rows = page.messages
-      while (rows.length > 0) {
-        await drained(ws)
-        if (!ws.getUserData().open) return null
-        if (joining.revoked) throw removed()
-        let sent = 0
-        ws.cork(() => {
-          for (const row of rows) {
-            if (sent > 0 && ws.getBufferedAmount() >= deps.replayHighWater) return
-            if (!outbox.sendText(ws, encodeFrame({ type: 'message', ...toMessage(row) }))) return
-            cursor = Number(row.seq)
-            sent++
-          }
-        })
-        if (!ws.getUserData().open) return null
-        rows = rows.slice(sent)
-      }
-      if (!page.hasMore) return cursor
-    }
   }
 
   const join = async (ws: Socket, frame: JoinFrame, joining: Joining): Promise<void> => {
@@ -126,7 +81,7 @@ export function createMembership (deps: MembershipDeps): Membership {
       const lastSeq = Number(access.room.last_seq)
       let last = afterSeq === undefined ? lastSeq : Math.min(afterSeq, lastSeq)
       if (afterSeq !== undefined && last < lastSeq) {
-        const replayed = await replay(ws, roomId, last, joining)
+        const replayed = await deps.replay.send(ws, roomId, last, joining)
         if (replayed === null) return
         last = replayed
       }
@@ -140,7 +95,7 @@ export function createMembership (deps: MembershipDeps): Membership {
         online = await presence.entered(roomId, state.user, ws)
       }
       if (!state.open) return
-      if (joining.revoked) throw removed()
+      if (joining.revoked) throw removedFromRoom()
       if (buffer.overflowed) {
         outbox.closeSlow(ws)
         return

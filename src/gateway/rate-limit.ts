@@ -1,10 +1,4 @@
-/** A socket's token bucket; kept on the socket's own state so it costs three numbers per socket. */
-export interface RateState {
-  tokens: number
-  refilledAt: number
-  /** Frames refused in a row; reset by the first frame that fits. */
-  strikes: number
-}
+import type { RateState } from '../fanout/socket-state.js'
 
 export interface FrameLimitOptions {
   /** Tokens added per second (sustained frames/s). */

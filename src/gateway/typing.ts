@@ -1,14 +1,6 @@
 import { encodeFrame } from '../protocol/codec.js'
-import type { Socket } from './connection.js'
-import type { RoomEvent } from './topics.js'
-
-/** One socket typing in one room. */
-export interface Typist {
-  /** Fires when the start has not been refreshed for the timeout: the server sends `typing: false`. */
-  readonly expiry: NodeJS.Timeout
-  /** When `typing: true` was last relayed to the room (ms). */
-  relayedAt: number
-}
+import type { RoomEvent } from '../fanout/room-feed.js'
+import type { Socket } from '../fanout/socket-state.js'
 
 export interface TypingOptions {
   /** Sends a frame to the room's sockets except `except`, including sockets still joining it. */

@@ -2,9 +2,10 @@ import type { Log } from '../logger.js'
 import type { InsertOutcome, MessageDraft } from '../../db/repositories/messages.repository.js'
 import { encodeFrame } from '../protocol/codec.js'
 import type { AckEvent, MessageFrame } from '../protocol/frames.js'
-import type { Outbox, Socket } from '../gateway/connection.js'
-import { replyWithFailure } from '../gateway/failures.js'
-import type { RoomFeed } from '../gateway/topics.js'
+import type { Outbox } from '../fanout/outbox.js'
+import type { RoomFeed } from '../fanout/room-feed.js'
+import type { Socket } from '../fanout/socket-state.js'
+import { replyWithFailure } from './failures.js'
 import type { BatchWriter } from './batch-writer.js'
 
 export interface PipelineDeps {
@@ -19,9 +20,14 @@ export interface PipelineDeps {
  * `message` frame to the room and the `ack` to the sender. A repeat of a stored clientMsgId gets
  * the original ack and nothing is published.
  */
-export function createPipeline (deps: PipelineDeps): (ws: Socket, frame: MessageFrame) => Promise<void> {
+export interface MessagePipeline {
+  /** Stores a validated `message` frame from `ws` and answers it (`ack` or `error`); never rejects for bad input or an unavailable store. */
+  send (ws: Socket, frame: MessageFrame): Promise<void>
+}
+
+export function createPipeline (deps: PipelineDeps): MessagePipeline {
   const { writer, feed, outbox } = deps
-  return async function send (ws, frame) {
+  const send = async (ws: Socket, frame: MessageFrame): Promise<void> => {
     const { user } = ws.getUserData()
     const clientMsgId = frame.clientMsgId ?? null
     let outcome: InsertOutcome
@@ -58,4 +64,5 @@ export function createPipeline (deps: PipelineDeps): (ws: Socket, frame: Message
     if (frame.ref !== undefined) ack.ref = frame.ref
     outbox.send(ws, ack)
   }
+  return { send }
 }

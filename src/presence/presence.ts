@@ -2,8 +2,8 @@ import type { Log } from '../logger.js'
 import { encodeFrame } from '../protocol/codec.js'
 import type { PresenceEvent } from '../protocol/frames.js'
 import type { User } from '../protocol/resources.js'
-import type { Socket } from '../gateway/connection.js'
-import type { RoomEvent } from '../gateway/topics.js'
+import type { RoomEvent } from '../fanout/room-feed.js'
+import type { Socket } from '../fanout/socket-state.js'
 import type { OnlineUser, PresenceStore } from './presence-store.js'
 
 export interface PresenceDeps {

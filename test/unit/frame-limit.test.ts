@@ -1,5 +1,6 @@
 import t from 'tap'
-import { createFrameLimit, type FrameLimit, type RateState, type Verdict } from '../../src/gateway/rate-limit.js'
+import type { RateState } from '../../src/fanout/socket-state.js'
+import { createFrameLimit, type FrameLimit, type Verdict } from '../../src/gateway/rate-limit.js'
 
 const T0 = 5_000_000
 

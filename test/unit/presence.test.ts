@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import type { Socket } from '../../src/gateway/connection.js'
+import type { Socket } from '../../src/fanout/socket-state.js'
 import type { Log } from '../../src/logger.js'
 import type { User } from '../../src/protocol/resources.js'
 import { createMemoryPresence } from '../../src/presence/memory-presence-store.js'

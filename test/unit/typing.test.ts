@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import type { Socket, SocketState } from '../../src/gateway/connection.js'
+import type { Socket, SocketState } from '../../src/fanout/socket-state.js'
 import { createTyping, type Typing, type TypingOptions } from '../../src/gateway/typing.js'
 
 /** What typing reads of a socket's state. */

@@ -1,35 +1,7 @@
 import type { Log } from '../logger.js'
-import type { WebSocket } from 'uWebSockets.js'
 import { encodeFrame } from '../protocol/codec.js'
 import { CloseCode, type ServerFrame, type SocketErrorCode } from '../protocol/frames.js'
-import type { User } from '../protocol/resources.js'
-import type { RateState } from './rate-limit.js'
-import type { Typist } from './typing.js'
-
-/** A join in progress: replay and buffered live messages are still being sent. */
-export interface Joining {
-  readonly done: Promise<void>
-  /** The user lost access to the room meanwhile: the join must not complete. */
-  revoked: boolean
-}
-
-/** Per-socket state, held by uWS as the socket's user data. Kept small: it exists once per connection. */
-export interface SocketState extends RateState {
-  readonly user: User
-  /** When the token expires (ms since the epoch); the socket is closed with 1008 then. */
-  readonly expiresAt: number
-  /** Rooms this socket has joined or is joining. */
-  readonly rooms: Map<string, 'joined' | Joining>
-  /** False from the close handler on: a closed uWS socket throws on any call. */
-  open: boolean
-  expiry: NodeJS.Timeout | undefined
-  /** Set while a replay waits for the socket's send buffer to drain. */
-  onDrain: (() => void) | undefined
-  /** Rooms this socket is typing in; created on its first `typing`, so idle sockets carry no map. */
-  typing: Map<string, Typist> | undefined
-}
-
-export type Socket = WebSocket<SocketState>
+import type { Socket } from './socket-state.js'
 
 /** uWS's send status for a frame refused because the socket's backpressure is over `maxBackpressure`. */
 const DROPPED = 2

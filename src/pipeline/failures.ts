@@ -2,8 +2,9 @@ import type { Log } from '../logger.js'
 import { isDatabaseUnavailable, UncertainWriteError } from '../../db/errors.js'
 import { AppError } from '../errors.js'
 import type { SocketErrorCode } from '../protocol/frames.js'
-import { WriteRefused } from '../pipeline/batch-writer.js'
-import type { Outbox, Socket } from './connection.js'
+import type { Outbox } from '../fanout/outbox.js'
+import type { Socket } from '../fanout/socket-state.js'
+import { WriteRefused } from './batch-writer.js'
 
 const SOCKET_CODES = new Set<string>(['bad_request', 'forbidden', 'not_found', 'rate_limited', 'unavailable', 'internal'])
 

@@ -1,5 +1,5 @@
 import type { TemplatedApp } from 'uWebSockets.js'
-import type { Socket } from './connection.js'
+import type { Socket } from './socket-state.js'
 
 /** The uWS topic a room's frames are published under. */
 export function roomTopic (roomId: string): string {
