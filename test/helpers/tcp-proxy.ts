@@ -6,12 +6,31 @@ export interface TcpProxy {
   /** Drops every open connection and refuses new ones, as a crashed or unreachable server would. */
   cut (): void
   restore (): void
+  /**
+   * Silences the connections open now whose client had sent SUBSCRIBE (any case, SSUBSCRIBE too):
+   * they stay open and the client's bytes still reach the server, but the server's are discarded,
+   * as with a pub/sub connection left dead by a failover. Later connections are untouched.
+   * Returns how many connections it silenced.
+   */
+  stallSubscribers (): number
+  /** The same for the open connections that never sent SUBSCRIBE (a publisher's, say). */
+  stallOthers (): number
   close (): Promise<void>
+}
+
+/** A client connection and its upstream, with what the proxy learnt of the client's bytes. */
+interface Pair {
+  readonly upstream: Socket
+  readonly client: Socket
+  subscriber: boolean
+  /** The end of the client's last chunk, so a SUBSCRIBE split across two chunks is still seen. */
+  tail: string
 }
 
 export async function startTcpProxy (targetHost: string, targetPort: number): Promise<TcpProxy> {
   let up = true
   const sockets = new Set<Socket>()
+  const pairs = new Set<Pair>()
   const track = (socket: Socket): void => {
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
@@ -25,10 +44,30 @@ export async function startTcpProxy (targetHost: string, targetPort: number): Pr
     }
     const upstream = connect(targetPort, targetHost)
     track(upstream)
+    const pair: Pair = { upstream, client, subscriber: false, tail: '' }
+    pairs.add(pair)
+    client.on('data', (chunk: Buffer) => {
+      if (pair.subscriber) return
+      const text = pair.tail + chunk.toString('latin1')
+      pair.subscriber = /subscribe/i.test(text)
+      pair.tail = text.slice(-16)
+    })
     client.pipe(upstream).pipe(client)
-    client.once('close', () => upstream.destroy())
+    client.once('close', () => { upstream.destroy(); pairs.delete(pair) })
     upstream.once('close', () => client.destroy())
   })
+  const stall = (subscribers: boolean): number => {
+    let stalled = 0
+    for (const pair of pairs) {
+      if (pair.subscriber !== subscribers) continue
+      pair.upstream.unpipe(pair.client)
+      // Keep reading and discard, so the server is not slowed down by a full socket buffer.
+      pair.upstream.on('data', () => {})
+      pair.upstream.resume()
+      stalled++
+    }
+    return stalled
+  }
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const address = server.address()
   if (address === null || typeof address === 'string') throw new Error('proxy has no port')
@@ -41,6 +80,8 @@ export async function startTcpProxy (targetHost: string, targetPort: number): Pr
     restore () {
       up = true
     },
+    stallSubscribers: () => stall(true),
+    stallOthers: () => stall(false),
     async close () {
       for (const socket of sockets) socket.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))
