@@ -1,4 +1,4 @@
-import type { OnlineUser, PresenceStore } from './presence-store.js'
+import type { OnlineUser, PresenceChange, PresenceStore, TouchChanges } from './presence-store.js'
 
 export interface MemoryPresenceOptions {
   readonly leaseMs: number
@@ -11,80 +11,173 @@ export interface MemoryPresence {
   forNode (nodeId: string): PresenceStore
 }
 
-/** One node's claims: scope (a room id, or SERVER) → user id → username. */
-interface NodeClaims {
+/** One node's claim on a user in a scope (a room id, or SERVER). */
+interface Claim {
+  readonly scope: string
+  readonly userId: string
+  readonly username: string
+}
+
+interface NodeState {
   expiresAt: number
-  readonly scopes: Map<string, Map<string, string>>
+  /** By claim key. */
+  readonly claims: Map<string, Claim>
 }
 
 /** The scope of a user's presence on the server; room ids cannot be empty, so it cannot clash. */
 const SERVER = ''
 
+const keyOf = (scope: string, userId: string): string => `${scope}\n${userId}`
+const changeOf = (claim: Claim): PresenceChange =>
+  ({ roomId: claim.scope === SERVER ? null : claim.scope, userId: claim.userId, username: claim.username })
+
+const NOTHING: TouchChanges = { online: [], offline: [] }
+
 /**
- * Each node's claims are kept apart, so a user online through one node costs one map entry, and a
- * node whose lease ran out is dropped whole, all its users at once. Reads take the union of the
- * live nodes (a handful at most: the memory store serves nodes in one process, as in tests).
+ * The same model as the Redis store, in maps: each node's claims, and per claim the nodes holding
+ * it, so a node that lapsed can be removed whole and a user's last holder is found without
+ * scanning every node. Claims of a node whose lease ran out are dropped by whichever report or
+ * sweep comes across them first, which is what makes each offline reported once.
  */
 export function createMemoryPresence (options: MemoryPresenceOptions): MemoryPresence {
   const now = options.now ?? Date.now
-  const nodes = new Map<string, NodeClaims>()
+  const nodes = new Map<string, NodeState>()
+  /** Claim key → ids of the nodes holding it (only nodes present in `nodes`). */
+  const holders = new Map<string, Set<string>>()
+  /** Scope → user id → username, for every claim some node holds. */
+  const scopes = new Map<string, Map<string, string>>()
+  /** When a node last renewed its lease, and when renewals resumed after a silence of half a lease or more. */
+  let lastHeard = -Infinity
+  let heardSince = -Infinity
 
-  /** The live nodes; a node past its lease is forgotten with every claim it held. */
-  const live = (): NodeClaims[] => {
-    const time = now()
-    const alive: NodeClaims[] = []
-    for (const [nodeId, node] of nodes) {
-      if (node.expiresAt > time) alive.push(node)
-      else nodes.delete(nodeId)
+  const live = (nodeId: string): boolean => (nodes.get(nodeId)?.expiresAt ?? 0) > now()
+  const heldLive = (key: string): boolean => [...holders.get(key) ?? []].some(live)
+
+  /** Drops the claims on `key` of nodes whose lease ran out; returns how many nodes (all live) still hold it. */
+  const prune = (key: string): number => {
+    const set = holders.get(key)
+    if (set === undefined) return 0
+    for (const nodeId of set) {
+      if (live(nodeId)) continue
+      set.delete(nodeId)
+      nodes.get(nodeId)?.claims.delete(key)
     }
-    return alive
+    if (set.size === 0) holders.delete(key)
+    return set.size
   }
-  const claimed = (scopeId: string, userId: string, except: NodeClaims | null = null): boolean =>
-    live().some((node) => node !== except && node.scopes.get(scopeId)?.has(userId) === true)
+
+  /** Adds the node's claim; true if no live node held it before. */
+  const add = (nodeId: string, node: NodeState, claim: Claim): boolean => {
+    const key = keyOf(claim.scope, claim.userId)
+    const held = node.claims.has(key)
+    const holding = prune(key)
+    node.claims.set(key, claim)
+    let set = holders.get(key)
+    if (set === undefined) holders.set(key, set = new Set())
+    set.add(nodeId)
+    let scope = scopes.get(claim.scope)
+    if (scope === undefined) scopes.set(claim.scope, scope = new Map())
+    scope.set(claim.userId, claim.username)
+    return !held && holding === 0
+  }
+
+  /** Removes the node's claim; the change if no live node holds it any more. */
+  const remove = (nodeId: string, node: NodeState, key: string): PresenceChange | null => {
+    const claim = node.claims.get(key)
+    if (claim === undefined) return null
+    node.claims.delete(key)
+    holders.get(key)?.delete(nodeId)
+    if (prune(key) > 0) return null
+    const scope = scopes.get(claim.scope)
+    scope?.delete(claim.userId)
+    if (scope?.size === 0) scopes.delete(claim.scope)
+    return changeOf(claim)
+  }
+
+  /** Starts a new lease; whether the node had lapsed (unknown, or its lease ran out), so others may have dropped its claims. */
+  const renew = (nodeId: string): { node: NodeState, lapsed: boolean } => {
+    if (now() - lastHeard > options.leaseMs / 2) heardSince = now()
+    lastHeard = now()
+    let node = nodes.get(nodeId)
+    const lapsed = node === undefined || node.expiresAt <= now()
+    if (node === undefined) nodes.set(nodeId, node = { expiresAt: 0, claims: new Map() })
+    node.expiresAt = now() + options.leaseMs
+    return { node, lapsed }
+  }
 
   const forNode = (nodeId: string): PresenceStore => {
-    // Any report is a sign of life, as good as a touch. A node that lapsed starts over empty.
-    const renew = (): NodeClaims => {
-      let node = nodes.get(nodeId)
-      if (node === undefined || node.expiresAt <= now()) nodes.set(nodeId, node = { expiresAt: 0, scopes: new Map() })
-      node.expiresAt = now() + options.leaseMs
-      return node
-    }
-    renew()
+    /** This node's claims as it made them, to put back whatever the shared state lost. */
+    const mine = new Map<string, Claim>()
+    let resync = false
 
-    const add = (scopeId: string, user: OnlineUser): boolean => {
-      const node = renew()
-      let scope = node.scopes.get(scopeId)
-      if (scope === undefined) node.scopes.set(scopeId, scope = new Map())
-      if (scope.has(user.userId)) return false
-      const first = !claimed(scopeId, user.userId, node)
-      scope.set(user.userId, user.username)
-      return first
+    const report = <R>(change: (node: NodeState) => R): R => {
+      const { node, lapsed } = renew(nodeId)
+      if (lapsed) resync = true
+      return change(node)
     }
-
-    const remove = (scopeId: string, userId: string): boolean => {
-      const node = renew()
-      const scope = node.scopes.get(scopeId)
-      if (scope?.delete(userId) !== true) return false
-      if (scope.size === 0) node.scopes.delete(scopeId)
-      return !claimed(scopeId, userId)
+    const claim = (scope: string, user: OnlineUser): boolean => {
+      const made: Claim = { scope, userId: user.userId, username: user.username }
+      mine.set(keyOf(scope, user.userId), made)
+      return report((node) => add(nodeId, node, made))
+    }
+    const unclaim = (scope: string, userId: string): boolean => {
+      const key = keyOf(scope, userId)
+      mine.delete(key)
+      return report((node) => remove(nodeId, node, key) !== null)
     }
 
     return {
       leaseMs: options.leaseMs,
-      join: async (roomId, user) => add(roomId, user),
-      leave: async (roomId, userId) => remove(roomId, userId),
+      join: async (roomId, user) => claim(roomId, user),
+      leave: async (roomId, userId) => unclaim(roomId, userId),
       async online (roomId) {
-        const users = new Map<string, string>()
-        for (const node of live()) {
-          for (const [userId, username] of node.scopes.get(roomId) ?? []) users.set(userId, username)
+        const users: OnlineUser[] = []
+        for (const [userId, username] of scopes.get(roomId) ?? []) {
+          if (heldLive(keyOf(roomId, userId))) users.push({ userId, username })
         }
-        return [...users].map(([userId, username]) => ({ userId, username }))
+        return users
       },
-      connect: async (user) => add(SERVER, user),
-      disconnect: async (userId) => remove(SERVER, userId),
-      isOnline: async (userId) => claimed(SERVER, userId),
-      touch: async () => { renew() }
+      connect: async (user) => claim(SERVER, user),
+      disconnect: async (userId) => unclaim(SERVER, userId),
+      isOnline: async (userId) => heldLive(keyOf(SERVER, userId)),
+      async touch () {
+        const { node, lapsed } = renew(nodeId)
+        if (!lapsed && !resync) return NOTHING
+        resync = false
+        // Reports never fail here, so the shared state holds no claim this node let go of: only
+        // claims others dropped (the lease ran out) are missing, and nothing is to be removed.
+        const online: PresenceChange[] = []
+        for (const [key, made] of mine) {
+          if (!node.claims.has(key) && add(nodeId, node, made)) online.push(changeOf(made))
+        }
+        return { online, offline: [] }
+      },
+      async sweep () {
+        const gone: PresenceChange[] = []
+        // Leases that ran out while no node renewed were the store's outage, not the nodes'.
+        if (now() - lastHeard > options.leaseMs / 2 || now() - heardSince < options.leaseMs) return gone
+        for (const [id, node] of nodes) {
+          if (node.expiresAt > now()) continue
+          nodes.delete(id)
+          for (const key of [...node.claims.keys()]) {
+            const change = remove(id, node, key)
+            if (change !== null) gone.push(change)
+          }
+        }
+        return gone
+      },
+      async close () {
+        mine.clear()
+        const node = nodes.get(nodeId)
+        if (node === undefined) return []
+        nodes.delete(nodeId)
+        const gone: PresenceChange[] = []
+        for (const key of [...node.claims.keys()]) {
+          const change = remove(nodeId, node, key)
+          if (change !== null) gone.push(change)
+        }
+        return gone
+      }
     }
   }
 

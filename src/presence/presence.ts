@@ -4,13 +4,17 @@ import type { PresenceEvent } from '../protocol/frames.js'
 import type { User } from '../protocol/resources.js'
 import type { RoomEvent } from '../fanout/room-feed.js'
 import type { Socket } from '../fanout/socket-state.js'
-import type { OnlineUser, PresenceStore } from './presence-store.js'
+import { createFailureLog } from './failure-log.js'
+import type { OnlineUser, PresenceChange, PresenceStore } from './presence-store.js'
 
 export interface PresenceDeps {
   readonly store: PresenceStore
   /** Sends a frame that is not stored to the room's sockets except `except`, including sockets still joining it. */
   readonly broadcast: (roomId: string, event: RoomEvent, except: Socket | null) => void
-  /** Records that the user was seen now (users.last_seen_at); called when their first socket comes and their last goes. */
+  /**
+   * Records that the user was seen now (users.last_seen_at); called when their first socket comes
+   * and their last goes, and when a sweep finds them gone with a dead node (which could not).
+   */
   readonly seen: (userId: string) => void
   readonly log: Log
 }
@@ -19,6 +23,10 @@ export interface PresenceDeps {
  * This node's side of presence: counts its own sockets per user (on the server and per room),
  * tells the store when the first arrives or the last goes, and announces to the room whoever
  * the store says came online or went offline. Several sockets of one user are one presence.
+ * Every third of the store's lease it renews this node's lease (announcing online whatever the
+ * store had to put back) and, half a period apart, sweeps dead nodes (announcing offline whatever
+ * they left orphaned). Store failures never reach the callers of the void methods: the first of
+ * an outage is logged as a warning, its end at info.
  */
 export interface Presence {
   /** A socket of `user` opened on this node. */
@@ -35,12 +43,20 @@ export interface Presence {
   exited (roomId: string, user: User): void
   online (roomId: string): Promise<OnlineUser[]>
   isOnline (userId: string): Promise<boolean>
-  /** Stops renewing this node's lease. */
-  close (): void
+  /**
+   * Stops renewing and sweeping, waits for the announcements under way, then removes this node's
+   * presence from the store and announces who went offline with it. Resolves once those are
+   * broadcast; never rejects (a store failure is logged, and the lease then runs out by itself).
+   */
+  close (): Promise<void>
 }
 
 function presenceEvent (roomId: string, user: User, status: PresenceEvent['status']): RoomEvent {
   return { text: encodeFrame({ type: 'presence', room: roomId, userId: user.id, username: user.username, status }), userId: user.id }
+}
+
+function userOf (change: PresenceChange): User {
+  return { id: change.userId, username: change.username }
 }
 
 /** Adds one to a count and returns the new count. */
@@ -59,39 +75,101 @@ function release (counts: Map<string, number>, key: string): number {
 }
 
 export function createPresence (deps: PresenceDeps): Presence {
-  const { store, broadcast, log } = deps
+  const { store, broadcast } = deps
   const users = new Map<string, number>()
   // Keyed by room and user id together: one small entry per (room, user) this node holds.
   const members = new Map<string, number>()
   const memberKey = (roomId: string, userId: string): string => `${roomId}\n${userId}`
-  const warn = (what: string) => (error: unknown): void => { log.warn({ err: error }, what) }
+  const health = createFailureLog(deps.log, 'presence store')
+
+  /** A store call nobody waits for: its failure goes to the outage log; resolves with its result, or null if it failed. */
+  const background = async <R>(call: Promise<R>): Promise<R | null> => {
+    try {
+      const result = await call
+      health.succeeded()
+      return result
+    } catch (error) {
+      health.failed(error)
+      return null
+    }
+  }
 
   // A store promises its changes apply in call order, not that its answers arrive in it: each
   // (room, user)'s announcements wait for the one before, so a quick leave and re-join reads
-  // offline, online, never the reverse.
+  // offline, online, never the reverse. A touch or sweep may concern any (room, user): its
+  // announcements wait for every one asked for before it, and every later one waits for them.
   const announcing = new Map<string, Promise<void>>()
+  let barrier: Promise<void> | undefined
   const announce = (key: string, changed: Promise<boolean>, frame: () => RoomEvent, roomId: string, except: Socket | null): Promise<void> => {
-    const previous = announcing.get(key)
-    const done = (previous === undefined ? changed : previous.then(async () => await changed))
+    const before = [announcing.get(key), barrier].filter((p) => p !== undefined)
+    const done = (before.length === 0 ? changed : Promise.all(before).then(async () => await changed))
       .then((yes) => { if (yes) broadcast(roomId, frame(), except) })
     const tail = done.catch(() => {})
     announcing.set(key, tail)
     void tail.then(() => { if (announcing.get(key) === tail) announcing.delete(key) })
     return done
   }
+  const everyAnnouncement = async (): Promise<void> => { await Promise.all([barrier, ...announcing.values()]) }
 
-  const touching = setInterval(() => { store.touch().catch(warn('presence lease not renewed')) }, store.leaseMs / 3).unref()
+  const wentOffline = (change: PresenceChange): void => {
+    if (change.roomId !== null) broadcast(change.roomId, presenceEvent(change.roomId, userOf(change), 'offline'), null)
+  }
+  const cameOnline = (change: PresenceChange): void => {
+    if (change.roomId !== null) broadcast(change.roomId, presenceEvent(change.roomId, userOf(change), 'online'), null)
+  }
+
+  /**
+   * Runs a touch or a sweep (`call`, just made) and has `announceAll` announce its result in its
+   * place: after every announcement asked for before the call, before every one asked for after.
+   */
+  const periodic = <R>(call: Promise<R>, announceAll: (result: R) => void): Promise<void> => {
+    const prior = everyAnnouncement()
+    const done = (async () => {
+      const result = await background(call)
+      await prior
+      if (result !== null) announceAll(result)
+    })().catch((error: unknown) => { deps.log.error({ err: error }, 'presence changes not announced') })
+    barrier = done
+    void done.then(() => { if (barrier === done) barrier = undefined })
+    return done
+  }
+  const touch = async (): Promise<void> => {
+    await periodic(store.touch(), ({ online, offline }) => {
+      offline.forEach(wentOffline)
+      online.forEach(cameOnline)
+    })
+  }
+  const sweep = async (): Promise<void> => {
+    await periodic(store.sweep(), (gone) => {
+      for (const change of gone) {
+        // The dead node could not record that its users were last seen about now.
+        if (change.roomId === null) deps.seen(change.userId)
+        else wentOffline(change)
+      }
+    })
+  }
+
+  // Touch and sweep alternate every half period, each skipped while its last run is under way.
+  const running = new Set<() => Promise<void>>()
+  let next = touch
+  const ticking = setInterval(() => {
+    const run = next
+    next = next === touch ? sweep : touch
+    if (running.has(run)) return
+    running.add(run)
+    void run().finally(() => running.delete(run))
+  }, store.leaseMs / 6).unref()
 
   return {
     connected (user) {
       if (hold(users, user.id) > 1) return
       deps.seen(user.id)
-      store.connect({ userId: user.id, username: user.username }).catch(warn('presence not recorded'))
+      void background(store.connect({ userId: user.id, username: user.username }))
     },
     disconnected (user) {
       if (release(users, user.id) > 0) return
       deps.seen(user.id)
-      store.disconnect(user.id).catch(warn('presence not cleared'))
+      void background(store.disconnect(user.id))
     },
     async entered (roomId, user, ws) {
       const key = memberKey(roomId, user.id)
@@ -103,12 +181,18 @@ export function createPresence (deps: PresenceDeps): Presence {
     exited (roomId, user) {
       const key = memberKey(roomId, user.id)
       if (release(members, key) > 0) return
-      announce(key, store.leave(roomId, user.id), () => presenceEvent(roomId, user, 'offline'), roomId, null).catch(warn('presence not cleared'))
+      const leaving = store.leave(roomId, user.id)
+      void background(leaving)
+      // A failed leave announces nothing; `background` has logged it.
+      announce(key, leaving, () => presenceEvent(roomId, user, 'offline'), roomId, null).catch(() => {})
     },
     online: async (roomId) => await store.online(roomId),
     isOnline: async (userId) => await store.isOnline(userId),
-    close () {
-      clearInterval(touching)
+    async close () {
+      clearInterval(ticking)
+      await everyAnnouncement()
+      const gone = await background(store.close())
+      gone?.forEach(wentOffline)
     }
   }
 }

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
-import type { OnlineUser, PresenceStore } from '../../src/presence/presence-store.js'
+import type { OnlineUser, PresenceChange, PresenceStore } from '../../src/presence/presence-store.js'
 
 /**
  * The PresenceStore contract (src/presence/presence-store.ts), run against any implementation.
@@ -12,6 +12,12 @@ import type { OnlineUser, PresenceStore } from '../../src/presence/presence-stor
  */
 export interface PresenceStoreHarness {
   node (nodeId: string): PresenceStore
+  /**
+   * Removes everything the shared store holds, as a Redis restarted empty does (its keys only:
+   * other tests share the server). Absent where nothing like it can happen (the memory store):
+   * the case is then skipped.
+   */
+  wipe?: () => Promise<void>
   /** Releases what the factory opened (connections, keys); called once, after the subtest. */
   close (): Promise<void>
 }
@@ -49,17 +55,13 @@ export interface PresenceStoreContractOptions {
    * `leaseMs / 4` with a real one (timer lateness, round trips, TTL granularity).
    */
   readonly slackMs?: number
-  /**
-   * Whether each report (join, leave, connect, disconnect) renews the node's lease as `touch`
-   * does, for all of the node's entries. The interface promises it only of `touch`; an
-   * implementation that documents it (the memory store does) is held to it.
-   */
-  readonly reportsRenew: boolean
 }
 
 /** What each subtest works with. */
 interface Context {
   node (nodeId: string): PresenceStore
+  /** The harness's `wipe`; the cases using it run only where it exists. */
+  wipe (): Promise<void>
   readonly leaseMs: number
   readonly slackMs: number
   /** Lets `ms` pass; the nodes in `alive` touch every quarter lease meanwhile (and once at the start), as live nodes do. */
@@ -75,6 +77,10 @@ const dave: OnlineUser = { userId: '104', username: 'dave' }
 const sorted = (users: readonly OnlineUser[]): OnlineUser[] =>
   [...users].map((u) => ({ userId: u.userId, username: u.username })).sort((a, b) => a.userId.localeCompare(b.userId))
 
+/** Changes as `scope user username` (scope `*` for the server), sorted: easy to read when a case fails. */
+const listed = (changes: readonly PresenceChange[]): string[] =>
+  changes.map((c) => `${c.roomId ?? '*'} ${c.userId} ${c.username}`).sort()
+
 /**
  * Registers the contract's subtests on `t` and resolves once they have run. `name` labels them
  * (say, 'memory' or 'redis').
@@ -85,14 +91,21 @@ export async function presenceStoreContract (t: Test, name: string, factory: Pre
   const slackMs = options.slackMs ?? (clock === 'manual' ? 1 : Math.floor(leaseMs / 4))
   if (slackMs * 2 >= leaseMs) throw new Error('slackMs must be well under half of leaseMs')
 
+  // Learnt from the first harness made; the cases that wipe come after others.
+  let canWipe = false
   const setup = async (t: Test): Promise<Context> => {
     let time = 1_700_000_000_000
     const now = clock === 'manual' ? () => time : Date.now
     const harness = await factory({ leaseMs, now })
+    canWipe = harness.wipe !== undefined
     t.teardown(async () => { await harness.close() })
     const step = Math.max(1, Math.floor(leaseMs / 4))
     return {
       node: (nodeId) => harness.node(nodeId),
+      async wipe () {
+        if (harness.wipe === undefined) throw new Error('this harness cannot wipe')
+        await harness.wipe()
+      },
       leaseMs,
       slackMs,
       async passes (ms, ...alive) {
@@ -109,9 +122,10 @@ export async function presenceStoreContract (t: Test, name: string, factory: Pre
     }
   }
 
-  const check = async (title: string, fn: (t: Test, c: Context) => Promise<void>): Promise<void> => {
-    await t.test(`${name}: ${title}`, async (t) => { await fn(t, await setup(t)) })
+  const check = async (title: string, fn: (t: Test, c: Context) => Promise<void>, skip: string | false = false): Promise<void> => {
+    await t.test(`${name}: ${title}`, { skip }, async (t) => { await fn(t, await setup(t)) })
   }
+
 
   await check('leaseMs is the lease the store was made with', async (t, c) => {
     t.equal(c.node('a').leaseMs, c.leaseMs)
@@ -224,7 +238,7 @@ export async function presenceStoreContract (t: Test, name: string, factory: Pre
     t.equal(await a.disconnect(bob.userId), true)
   })
 
-  await check('an entry of a node that stops touching stops counting after leaseMs', async (t, c) => {
+  await check('an entry of a node that stops touching stops counting after leaseMs, before any sweep', async (t, c) => {
     const a = c.node('a')
     const b = c.node('b')
     await a.join('lobby', alice)
@@ -294,7 +308,6 @@ export async function presenceStoreContract (t: Test, name: string, factory: Pre
     ['disconnect', async (a) => await a.disconnect(carol.userId)]
   ]
   for (const [report, make] of reports) {
-    if (!options.reportsRenew) break
     await check(`a ${report} renews the lease of all of the node's entries, as a touch does`, async (t, c) => {
       const a = c.node('a')
       const b = c.node('b')
@@ -331,19 +344,208 @@ export async function presenceStoreContract (t: Test, name: string, factory: Pre
     t.equal(await b.isOnline(alice.userId), true, 'and on her connection a connect')
   })
 
-  await check('a lapsed node that touches again gets all of its entries back or none, whatever was read meanwhile', async (t, c) => {
-    // The interface leaves open whether a node that was silent past its lease (hung, not crashed)
-    // gets its entries back by touching again, but the answer must not differ from room to room
-    // according to which rooms some node happened to read while it was silent.
+  await check('a lapsed node that touches again gets all of its entries back, whatever was read meanwhile', async (t, c) => {
     const a = c.node('a')
     const b = c.node('b')
     await a.join('lobby', alice)
     await a.join('kitchen', alice)
+    await a.connect(alice)
     await c.passes(c.leaseMs + c.slackMs, b)
     t.same(await b.online('lobby'), [], 'lapsed (read in the lobby only)')
-    await a.touch()
-    const lobby = (await b.online('lobby')).length
-    const kitchen = (await b.online('kitchen')).length
-    t.equal(kitchen, lobby, `after the touch: ${lobby === 1 ? 'back' : 'gone'} in the lobby, ${kitchen === 1 ? 'back' : 'gone'} in the kitchen`)
+    t.equal(await b.isOnline(alice.userId), false)
+    t.same(await a.touch(), { online: [], offline: [] }, 'nothing was announced offline (no sweep, no report): nothing to announce')
+    t.same(sorted(await b.online('lobby')), [alice], 'back in the lobby')
+    t.same(sorted(await b.online('kitchen')), [alice], 'and in the kitchen')
+    t.equal(await b.isOnline(alice.userId), true, 'and on the server')
+    t.same(await b.sweep(), [], 'a is live again: nothing to sweep')
   })
+
+  await check('sweep does nothing while every node is live', async (t, c) => {
+    const a = c.node('a')
+    const b = c.node('b')
+    await a.join('lobby', alice)
+    await a.connect(alice)
+    await c.passes(c.leaseMs + c.slackMs, a, b)
+    t.same(await b.sweep(), [])
+    t.same(await a.sweep(), [])
+    t.same(sorted(await b.online('lobby')), [alice])
+  })
+
+  await check('after no node renewed for a while (the store was away from all), sweep waits a lease for them to come back', async (t, c) => {
+    const a = c.node('a')
+    const b = c.node('b')
+    await a.join('lobby', alice)
+    await b.join('lobby', bob)
+    await c.passes(2 * c.leaseMs)
+    t.same(await b.sweep(), [], 'nobody renewed: every lease ran out together')
+    await b.touch()
+    t.same(await b.sweep(), [], 'renewals just resumed: a may still come back')
+    await c.passes(c.leaseMs - c.slackMs, b)
+    t.same(await b.sweep(), [], 'still within the lease after the silence')
+    t.same(await a.touch(), { online: [], offline: [] }, 'a is back: nothing was lost, nothing to announce')
+    t.same(sorted(await b.online('lobby')), [alice, bob])
+    await c.passes(c.leaseMs + c.slackMs, b)
+    t.same(listed(await b.sweep()), ['lobby 101 alice'], 'a stopped for good with others renewing: swept')
+  })
+
+  await check('sweep reports each user a dead node left orphaned once, with two nodes sweeping at once, and none still held by a live node', async (t, c) => {
+    const a = c.node('a')
+    const b = c.node('b')
+    const d = c.node('d')
+    await a.join('lobby', alice)
+    await a.join('kitchen', bob)
+    await a.connect(alice)
+    await a.join('lobby', carol)
+    await b.join('lobby', carol)
+    await a.connect(dave)
+    await b.connect(dave)
+    await c.passes(c.leaseMs + c.slackMs, b, d)
+    const [one, two] = await Promise.all([b.sweep(), d.sweep()])
+    t.same(listed([...one, ...two]), ['* 101 alice', 'kitchen 102 bob', 'lobby 101 alice'], 'each once between the two sweepers; carol and dave are still held by b')
+    t.same([...await b.sweep(), ...await d.sweep()], [], 'a is gone: later sweeps find nothing')
+    t.same(sorted(await d.online('lobby')), [carol])
+    t.equal(await d.isOnline(dave.userId), true)
+    t.equal(await b.leave('lobby', carol.userId), true, 'b holds carol alone now')
+    t.equal(await b.disconnect(dave.userId), true, 'and dave')
+  })
+
+  await check('a user held by two dead nodes is reported once, by the sweep after the last one died', async (t, c) => {
+    const a = c.node('a')
+    const e = c.node('e')
+    const b = c.node('b')
+    const d = c.node('d')
+    await a.join('lobby', alice)
+    await e.join('lobby', alice)
+    await a.join('lobby', bob)
+    await e.join('lobby', carol)
+    await c.passes(c.leaseMs + c.slackMs, b, d, e)
+    t.same(listed(await b.sweep()), ['lobby 102 bob'], 'a died; e still holds alice')
+    await c.passes(c.leaseMs + c.slackMs, b, d)
+    const [one, two] = await Promise.all([b.sweep(), d.sweep()])
+    t.same(listed([...one, ...two]), ['lobby 101 alice', 'lobby 103 carol'], 'e died: alice and carol, once')
+
+    const f = c.node('f')
+    const g = c.node('g')
+    await f.join('attic', dave)
+    await g.join('attic', dave)
+    await c.passes(c.leaseMs + c.slackMs, b, d)
+    const [three, four] = await Promise.all([b.sweep(), d.sweep()])
+    t.same(listed([...three, ...four]), ['attic 104 dave'], 'two nodes dying together: dave once')
+  })
+
+  await check('a dead node\'s user already announced offline by a live node\'s leave is not swept again', async (t, c) => {
+    const a = c.node('a')
+    const b = c.node('b')
+    await a.join('lobby', alice)
+    await b.join('lobby', alice)
+    await a.join('lobby', bob)
+    await c.passes(c.leaseMs + c.slackMs, b)
+    t.equal(await b.leave('lobby', alice.userId), true, 'a\'s claim is dead: b\'s leave is the last')
+    t.equal(await b.join('lobby', bob), true, 'and b joining bob is news')
+    t.same(await b.sweep(), [], 'the leave reported alice and b holds bob: nothing left to report')
+    t.same(sorted(await b.online('lobby')), [bob])
+  })
+
+  await check('touch after the node was swept puts back every claim and returns those no live node had', async (t, c) => {
+    const a = c.node('a')
+    const b = c.node('b')
+    await a.join('lobby', alice)
+    await a.connect(alice)
+    await a.join('lobby', carol)
+    await b.join('lobby', carol)
+    t.same(await a.touch(), { online: [], offline: [] }, 'not lapsed: nothing')
+    await c.passes(c.leaseMs + c.slackMs, b)
+    t.same(listed(await b.sweep()), ['* 101 alice', 'lobby 101 alice'])
+    t.same(await b.online('lobby'), [carol], 'swept')
+    const back = await a.touch()
+    t.same(listed(back.online), ['* 101 alice', 'lobby 101 alice'], 'what the sweep announced offline comes online again; carol, held by b all along, does not')
+    t.same(back.offline, [])
+    t.same(sorted(await b.online('lobby')), [alice, carol])
+    t.equal(await b.isOnline(alice.userId), true)
+    t.same(await a.touch(), { online: [], offline: [] }, 'once')
+    t.equal(await b.leave('lobby', carol.userId), false, 'a holds carol again')
+    t.equal(await a.leave('lobby', carol.userId), true)
+    t.equal(await a.disconnect(alice.userId), true, 'and alice on the server')
+  })
+
+  await check('touch after a lapse puts back what live nodes\' reports dropped, and returns what was announced offline', async (t, c) => {
+    const a = c.node('a')
+    const b = c.node('b')
+    await a.join('lobby', alice)
+    await a.join('kitchen', bob)
+    await c.passes(c.leaseMs + c.slackMs, b)
+    t.equal(await b.join('lobby', alice), true, 'a\'s claim is dead: b joining alice is news')
+    t.equal(await b.leave('lobby', alice.userId), true, 'and b leaving her is news too')
+    const back = await a.touch()
+    t.same(listed(back.online), ['lobby 101 alice'], 'alice was announced offline in the lobby: online again; bob never was')
+    t.same(sorted(await b.online('lobby')), [alice])
+    t.same(sorted(await b.online('kitchen')), [bob])
+    t.same(await b.sweep(), [], 'nothing dead')
+  })
+
+  await check('a report from a swept node counts at once; the next touch puts back the rest', async (t, c) => {
+    const a = c.node('a')
+    const b = c.node('b')
+    await a.join('lobby', alice)
+    await a.connect(alice)
+    await a.join('kitchen', carol)
+    await c.passes(c.leaseMs + c.slackMs, b)
+    t.equal((await b.sweep()).length, 3)
+    t.equal(await a.join('attic', bob), true, 'a new claim after the sweep is news')
+    t.equal(await a.leave('kitchen', carol.userId), false, 'carol was swept: her leave is no news')
+    t.same(sorted(await b.online('attic')), [bob], 'and counts at once')
+    t.same(listed((await a.touch()).online), ['* 101 alice', 'lobby 101 alice'], 'the rest, once: not bob again, nor carol whom a let go')
+    t.same(await b.online('kitchen'), [])
+  })
+
+  await check('close removes the node\'s claims at once and returns those no live node holds', async (t, c) => {
+    const a = c.node('a')
+    const b = c.node('b')
+    await a.join('lobby', alice)
+    await a.connect(alice)
+    await a.join('lobby', carol)
+    await b.join('lobby', carol)
+    t.same(listed(await a.close()), ['* 101 alice', 'lobby 101 alice'], 'carol is still held by b')
+    t.same(sorted(await b.online('lobby')), [carol], 'at once, no lease to wait for')
+    t.equal(await b.isOnline(alice.userId), false)
+    await c.passes(c.leaseMs + c.slackMs, b)
+    t.same(await b.sweep(), [], 'nothing left of a to sweep')
+    t.equal(await b.join('lobby', alice), true)
+    t.equal(await b.leave('lobby', carol.userId), true, 'a let go of carol too')
+  })
+
+  const noWipe = canWipe ? false : `${name}: no restart that loses everything`
+  await check('after the shared store lost everything, the next touch of each node puts its claims back, each news once', async (t, c) => {
+    const a = c.node('a')
+    const b = c.node('b')
+    await a.join('lobby', alice)
+    await a.connect(alice)
+    await a.join('lobby', carol)
+    await b.join('lobby', carol)
+    await b.connect(dave)
+    await c.wipe()
+    t.same(await b.online('lobby'), [], 'lost')
+    t.equal(await b.isOnline(dave.userId), false)
+    const [one, two] = await Promise.all([a.touch(), b.touch()])
+    t.same(listed([...one.online, ...two.online]), ['* 101 alice', '* 104 dave', 'lobby 101 alice', 'lobby 103 carol'], 'carol once, though both hold her')
+    t.same([...one.offline, ...two.offline], [])
+    t.same(sorted(await b.online('lobby')), [alice, carol])
+    t.equal(await a.isOnline(dave.userId), true)
+    t.equal(await a.leave('lobby', carol.userId), false, 'b holds carol again')
+    t.equal(await b.leave('lobby', carol.userId), true)
+  }, noWipe)
+
+  await check('after the shared store lost everything, reports count at once and the next touch puts back only the rest', async (t, c) => {
+    const a = c.node('a')
+    const b = c.node('b')
+    await a.join('lobby', alice)
+    await a.join('lobby', bob)
+    await a.connect(alice)
+    await c.wipe()
+    t.equal(await a.leave('lobby', bob.userId), false, 'bob is not there to leave')
+    t.equal(await a.join('kitchen', carol), true)
+    t.same(listed((await a.touch()).online), ['* 101 alice', 'lobby 101 alice'], 'not carol again, nor bob whom a let go')
+    t.same(sorted(await b.online('lobby')), [alice])
+    t.same(sorted(await b.online('kitchen')), [carol])
+  }, noWipe)
 }

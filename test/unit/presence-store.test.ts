@@ -5,7 +5,7 @@ import { presenceStoreContract } from '../helpers/presence-store-contract.js'
 await presenceStoreContract(t, 'memory', async ({ leaseMs, now }) => {
   const presence = createMemoryPresence({ leaseMs, now })
   return { node: (nodeId) => presence.forNode(nodeId), close: async () => {} }
-}, { clock: 'manual', reportsRenew: true })
+}, { clock: 'manual' })
 
 t.test('memory: stores from separate createMemoryPresence calls share nothing', async (t) => {
   const one = createMemoryPresence({ leaseMs: 1000 }).forNode('a')

@@ -3,9 +3,10 @@ import t, { type Test } from 'tap'
 import type { Socket } from '../../src/fanout/socket-state.js'
 import type { Log } from '../../src/logger.js'
 import type { User } from '../../src/protocol/resources.js'
+import { createFailureLog } from '../../src/presence/failure-log.js'
 import { createMemoryPresence } from '../../src/presence/memory-presence-store.js'
 import { createPresence, type Presence } from '../../src/presence/presence.js'
-import type { OnlineUser, PresenceStore } from '../../src/presence/presence-store.js'
+import type { OnlineUser, PresenceChange, PresenceStore, TouchChanges } from '../../src/presence/presence-store.js'
 
 /** Lets every already-resolved promise callback run. */
 const settle = async (): Promise<void> => {
@@ -21,18 +22,19 @@ const socket = (label: string): Socket => ({ label }) as unknown as Socket
 
 interface Sent { readonly roomId: string, readonly frame: unknown, readonly except: Socket | null }
 
-/** A Log that keeps what was logged. */
-function recordingLog (): { log: Log, warnings: Array<{ readonly obj: unknown, readonly msg: unknown }> } {
-  const warnings: Array<{ obj: unknown, msg: unknown }> = []
-  const log = {
-    warn: (obj: unknown, msg: unknown) => { warnings.push({ obj, msg }) },
-    error: () => {},
-    info: () => {}
-  } as unknown as Log
-  return { log, warnings }
+interface Logged { readonly level: 'warn' | 'info' | 'error', readonly obj: unknown, readonly msg: unknown }
+
+/** A Log that keeps what was logged (a message alone is kept as `msg`). */
+function recordingLog (): { log: Log, logged: Logged[] } {
+  const logged: Logged[] = []
+  const at = (level: Logged['level']) => (obj: unknown, msg?: unknown) => {
+    logged.push(typeof obj === 'string' ? { level, obj: undefined, msg: obj } : { level, obj, msg })
+  }
+  const log = { warn: at('warn'), error: at('error'), info: at('info') } as unknown as Log
+  return { log, logged }
 }
 
-type Method = 'join' | 'leave' | 'online' | 'connect' | 'disconnect' | 'isOnline' | 'touch'
+type Method = 'join' | 'leave' | 'online' | 'connect' | 'disconnect' | 'isOnline' | 'touch' | 'sweep' | 'close'
 
 /** Wraps a store: records each call by name, and rejects calls of the methods in `failing`. */
 function recorded (inner: PresenceStore): { store: PresenceStore, calls: Method[], failing: Set<Method> } {
@@ -51,9 +53,74 @@ function recorded (inner: PresenceStore): { store: PresenceStore, calls: Method[
     connect: async (user) => await call('connect', async () => await inner.connect(user)),
     disconnect: async (userId) => await call('disconnect', async () => await inner.disconnect(userId)),
     isOnline: async (userId) => await call('isOnline', async () => await inner.isOnline(userId)),
-    touch: async () => { await call('touch', async () => { await inner.touch() }) }
+    touch: async () => await call('touch', async () => await inner.touch()),
+    sweep: async () => await call('sweep', async () => await inner.sweep()),
+    close: async () => await call('close', async () => await inner.close())
   }
   return { store, calls, failing }
+}
+
+/**
+ * A store whose every call waits for the test to answer it; `answer(method, value)` answers the
+ * oldest unanswered call of that method, and `waitFor(method)` waits until one is unanswered.
+ */
+function answeredByHand (leaseMs = 60_000): {
+  store: PresenceStore
+  calls: () => string[]
+  answer: (method: Method, value: unknown) => void
+  waitFor: (method: Method) => Promise<void>
+} {
+  const pending: Array<{ readonly method: Method, answer (value: unknown): void }> = []
+  const made: string[] = []
+  const call = <R>(method: Method) => async (): Promise<R> => await new Promise<R>((resolve) => {
+    made.push(method)
+    pending.push({ method, answer: (value) => { resolve(value as R) } })
+  })
+  return {
+    store: {
+      leaseMs,
+      join: call<boolean>('join'),
+      leave: call<boolean>('leave'),
+      online: call<OnlineUser[]>('online'),
+      connect: call<boolean>('connect'),
+      disconnect: call<boolean>('disconnect'),
+      isOnline: call<boolean>('isOnline'),
+      touch: call<TouchChanges>('touch'),
+      sweep: call<PresenceChange[]>('sweep'),
+      close: call<PresenceChange[]>('close')
+    },
+    calls: () => made,
+    answer (method, value) {
+      const i = pending.findIndex((p) => p.method === method)
+      if (i < 0) throw new Error(`no ${method} call waits for an answer`)
+      pending.splice(i, 1)[0]!.answer(value)
+    },
+    async waitFor (method) {
+      const deadline = Date.now() + 3000
+      while (!pending.some((p) => p.method === method)) {
+        if (Date.now() > deadline) throw new Error(`no ${method} call within 3 s`)
+        await sleep(2)
+      }
+    }
+  }
+}
+
+/** The presence events `broadcast` got, as `room user username status except`. */
+function eventRecorder (): { broadcast: (roomId: string, event: { text: string, userId: string }, except: Socket | null) => void, sent: Sent[], events: () => string[] } {
+  const sent: Sent[] = []
+  return {
+    sent,
+    broadcast: (roomId, event, except) => {
+      const frame = JSON.parse(event.text)
+      if (frame.userId !== event.userId) throw new Error(`a presence event about ${String(frame.userId)} says it is about ${event.userId}`)
+      sent.push({ roomId, frame, except })
+    },
+    events: () => sent.map(({ roomId, frame, except }) => {
+      const { type, room, userId, username, status } = frame as Record<string, unknown>
+      const label = except === null ? 'null' : (except as unknown as { label: string }).label
+      return `${String(type)}:${String(room)}/${roomId} ${String(userId)} ${String(username)} ${String(status)} except ${label}`
+    })
+  }
 }
 
 function setup (t: Test, leaseMs = 60_000): {
@@ -64,32 +131,18 @@ function setup (t: Test, leaseMs = 60_000): {
   failing: Set<Method>
   sent: Sent[]
   seen: string[]
-  warnings: Array<{ readonly obj: unknown, readonly msg: unknown }>
+  logged: Logged[]
   /** The presence events sent, as `room user status except`. */
   events: () => string[]
 } {
   const shared = createMemoryPresence({ leaseMs })
   const { store, calls, failing } = recorded(shared.forNode('this'))
-  const sent: Sent[] = []
   const seen: string[] = []
-  const { log, warnings } = recordingLog()
-  const presence = createPresence({
-    store,
-    broadcast: (roomId, event, except) => {
-      const frame = JSON.parse(event.text)
-      if (frame.userId !== event.userId) throw new Error(`a presence event about ${String(frame.userId)} says it is about ${event.userId}`)
-      sent.push({ roomId, frame, except })
-    },
-    seen: (userId) => { seen.push(userId) },
-    log
-  })
-  t.teardown(() => { presence.close() })
-  const events = (): string[] => sent.map(({ roomId, frame, except }) => {
-    const { type, room, userId, username, status } = frame as Record<string, unknown>
-    const label = except === null ? 'null' : (except as unknown as { label: string }).label
-    return `${String(type)}:${String(room)}/${roomId} ${String(userId)} ${String(username)} ${String(status)} except ${label}`
-  })
-  return { presence, other: shared.forNode('other'), calls, failing, sent, seen, warnings, events }
+  const { log, logged } = recordingLog()
+  const { broadcast, sent, events } = eventRecorder()
+  const presence = createPresence({ store, broadcast, seen: (userId) => { seen.push(userId) }, log })
+  t.teardown(async () => { await presence.close() })
+  return { presence, other: shared.forNode('other'), calls, failing, sent, seen, logged, events }
 }
 
 const sorted = (users: readonly OnlineUser[]): OnlineUser[] => [...users].sort((a, b) => a.userId.localeCompare(b.userId))
@@ -205,20 +258,7 @@ t.test('a quick exit then enter announces offline then online even when the stor
   // separate connections). Here the leave and the join both took effect, in that order, and both
   // were transitions; the events must say so in that order, or the room is left seeing alice
   // offline while she is there.
-  const answers: Array<{ readonly method: string, answer (value: unknown): void }> = []
-  const pending = <R>(method: string) => async (): Promise<R> => await new Promise<R>((resolve) => {
-    answers.push({ method, answer: (value) => { resolve(value as R) } })
-  })
-  const store: PresenceStore = {
-    leaseMs: 60_000,
-    join: pending<boolean>('join'),
-    leave: pending<boolean>('leave'),
-    online: pending<OnlineUser[]>('online'),
-    connect: pending<boolean>('connect'),
-    disconnect: pending<boolean>('disconnect'),
-    isOnline: pending<boolean>('isOnline'),
-    touch: pending<undefined>('touch')
-  }
+  const { store, calls, answer } = answeredByHand()
   const statuses: string[] = []
   const presence = createPresence({
     store,
@@ -226,26 +266,26 @@ t.test('a quick exit then enter announces offline then online even when the stor
     seen: () => {},
     log: recordingLog().log
   })
-  t.teardown(() => { presence.close() })
+  t.teardown(() => { void presence.close() })
   const first = presence.entered('lobby', alice, socket('ws1'))
-  answers[0]?.answer(true)
+  answer('join', true)
   await settle()
-  answers[1]?.answer([{ userId: alice.id, username: alice.username }])
+  answer('online', [{ userId: alice.id, username: alice.username }])
   await first
   presence.exited('lobby', alice)
   const second = presence.entered('lobby', alice, socket('ws2'))
-  t.same(answers.map((a) => a.method), ['join', 'online', 'leave', 'join'], 'the calls, in order')
-  answers[3]?.answer(true)
+  t.same(calls(), ['join', 'online', 'leave', 'join'], 'the calls, in order')
+  answer('join', true)
   await settle()
-  answers[2]?.answer(true)
+  answer('leave', true)
   await settle()
-  answers[4]?.answer([{ userId: alice.id, username: alice.username }])
+  answer('online', [{ userId: alice.id, username: alice.username }])
   await second
   t.same(statuses, ['online', 'offline', 'online'], 'offline then online, as the store applied them')
 })
 
-t.test('store failures are logged and never thrown from connected, disconnected or exited', async (t) => {
-  const { presence, failing, warnings, sent, seen } = setup(t)
+t.test('store failures are never thrown from connected, disconnected or exited, and logged once per outage', async (t) => {
+  const { presence, failing, logged, sent, seen } = setup(t)
   failing.add('connect').add('disconnect').add('leave')
   t.doesNotThrow(() => { presence.connected(alice) })
   await settle()
@@ -256,9 +296,21 @@ t.test('store failures are logged and never thrown from connected, disconnected 
   await presence.entered('lobby', alice, socket('ws1'))
   t.doesNotThrow(() => { presence.exited('lobby', alice) })
   await settle()
-  t.same(warnings.map((w) => w.msg), ['presence not recorded', 'presence not cleared', 'presence not cleared'])
-  t.match(warnings.map((w) => w.obj), [{ err: { message: 'store down (connect)' } }, { err: { message: 'store down (disconnect)' } }, { err: { message: 'store down (leave)' } }], 'with the error')
+  t.match(logged, [{ level: 'warn', obj: { err: { message: 'store down (connect)' } }, msg: /presence store/ }], 'one warning, with the first error')
+  t.equal(logged.length, 1, 'the later failures of the same outage are not logged')
   t.equal(sent.length, 1, 'only the online event: no offline event for a leave that failed')
+  failing.clear()
+  presence.connected(bob)
+  await settle()
+  t.match(logged.slice(1), [{ level: 'info', msg: /presence store/ }], 'the first success after it: one info line')
+  presence.disconnected(bob)
+  await settle()
+  t.equal(logged.length, 2, 'and no more while it works')
+  failing.add('disconnect')
+  presence.connected(alice)
+  presence.disconnected(alice)
+  await settle()
+  t.match(logged.slice(2), [{ level: 'warn', obj: { err: { message: 'store down (disconnect)' } } }], 'the next outage is logged again')
 })
 
 t.test('a failed join rejects entered; its exited still releases the count', async (t) => {
@@ -274,24 +326,160 @@ t.test('a failed join rejects entered; its exited still releases the count', asy
   t.equal(sent.length, 1)
 })
 
-t.test('the lease is renewed while open, and no more after close', async (t) => {
-  const { presence, calls, warnings } = setup(t, 30)
-  const touches = (): number => calls.filter((m) => m === 'touch').length
+t.test('the lease is renewed and dead nodes swept while open, and neither after close', async (t) => {
+  const { presence, calls, logged } = setup(t, 30)
+  const count = (method: Method): number => calls.filter((m) => m === method).length
   const deadline = Date.now() + 3000
-  while (touches() < 2 && Date.now() < deadline) await sleep(5)
-  t.ok(touches() >= 2, 'touches while open')
-  presence.close()
-  const atClose = touches()
+  while ((count('touch') < 2 || count('sweep') < 2) && Date.now() < deadline) await sleep(5)
+  t.ok(count('touch') >= 2, 'touches while open')
+  t.ok(count('sweep') >= 2, 'sweeps while open')
+  await presence.close()
+  t.equal(count('close'), 1, 'close closes the store')
+  const atClose = calls.length
   await sleep(60)
-  t.equal(touches(), atClose, 'none after close')
-  t.same(warnings, [])
+  t.equal(calls.length, atClose, 'nothing after close')
+  t.same(logged, [])
 })
 
-t.test('a failed touch is logged', async (t) => {
-  const { presence, failing, warnings } = setup(t, 15)
-  failing.add('touch')
+t.test('failing touches and sweeps are logged once, and their end once', async (t) => {
+  const { presence, failing, logged, calls } = setup(t, 15)
+  failing.add('touch').add('sweep')
   const deadline = Date.now() + 3000
-  while (warnings.length === 0 && Date.now() < deadline) await sleep(5)
-  presence.close()
-  t.match(warnings[0], { msg: 'presence lease not renewed', obj: { err: { message: 'store down (touch)' } } })
+  while (calls.filter((m) => m === 'touch' || m === 'sweep').length < 6 && Date.now() < deadline) await sleep(5)
+  t.match(logged, [{ level: 'warn', obj: { err: { message: /store down \((touch|sweep)\)/ } } }], 'one warning for many failures')
+  failing.clear()
+  const seenTouch = calls.length
+  while (calls.length < seenTouch + 2 && Date.now() < deadline) await sleep(5)
+  await presence.close()
+  t.match(logged.slice(1), [{ level: 'info' }], 'one info line once they work again')
+  t.equal(logged.length, 2)
+})
+
+t.test('what a touch puts back is announced online to the whole room; server-wide changes are not announced', async (t) => {
+  const { store, answer, waitFor } = answeredByHand(30)
+  const { broadcast, events } = eventRecorder()
+  const seen: string[] = []
+  const presence = createPresence({ store, broadcast, seen: (userId) => { seen.push(userId) }, log: recordingLog().log })
+  await waitFor('touch')
+  answer('touch', {
+    online: [{ roomId: 'lobby', userId: '101', username: 'alice' }, { roomId: null, userId: '101', username: 'alice' }, { roomId: 'kitchen', userId: '102', username: 'bob' }],
+    offline: [{ roomId: 'attic', userId: '103', username: 'carol' }]
+  })
+  await waitFor('touch')
+  t.same(events(), [
+    'presence:attic/attic 103 carol offline except null',
+    'presence:lobby/lobby 101 alice online except null',
+    'presence:kitchen/kitchen 102 bob online except null'
+  ], 'one event per room change, to every socket there')
+  t.same(seen, [], 'a touch does not make anyone seen')
+  await waitFor('sweep')
+  answer('sweep', [])
+  answer('touch', { online: [], offline: [] })
+  const closing = presence.close()
+  await waitFor('close')
+  answer('close', [])
+  await closing
+})
+
+t.test('what a sweep removes is announced offline once, and the server-wide ones recorded as seen', async (t) => {
+  const shared = createMemoryPresence({ leaseMs: 30 })
+  const dead = shared.forNode('dead')
+  await dead.join('lobby', { userId: '101', username: 'alice' })
+  await dead.connect({ userId: '101', username: 'alice' })
+  await dead.join('lobby', { userId: '102', username: 'bob' })
+  const sweepers = ['one', 'two'].map((nodeId) => {
+    const { broadcast, events } = eventRecorder()
+    const seen: string[] = []
+    const presence = createPresence({ store: shared.forNode(nodeId), broadcast, seen: (userId) => { seen.push(userId) }, log: recordingLog().log })
+    return { presence, events, seen }
+  })
+  // Both keep their own node live while `dead` stops touching; each sweeps every 10 ms.
+  await sleep(150)
+  for (const { presence } of sweepers) await presence.close()
+  const events = sweepers.flatMap((s) => s.events()).sort()
+  t.same(events, [
+    'presence:lobby/lobby 101 alice offline except null',
+    'presence:lobby/lobby 102 bob offline except null'
+  ], 'once between the two nodes, to every socket in the room')
+  t.same(sweepers.flatMap((s) => s.seen), ['101'], 'the dead node could not write last_seen_at: the sweeper does')
+})
+
+t.test('a touch\'s announcements keep their place among the node\'s own', async (t) => {
+  const { store, answer, waitFor } = answeredByHand(30)
+  const { broadcast, events } = eventRecorder()
+  const presence = createPresence({ store, broadcast, seen: () => {}, log: recordingLog().log })
+  const entering = presence.entered('lobby', alice, socket('ws1'))
+  answer('join', true)
+  await waitFor('online')
+  answer('online', [{ userId: alice.id, username: alice.username }])
+  await entering
+  // The store put alice back (her claim had been swept), then took her leave: online, offline.
+  await waitFor('touch')
+  presence.exited('lobby', alice)
+  answer('leave', true)
+  await settle()
+  t.same(events(), ['presence:lobby/lobby 101 alice online except ws1'], 'the leave waits for the touch made before it')
+  answer('touch', { online: [{ roomId: 'lobby', userId: '101', username: 'alice' }], offline: [] })
+  await waitFor('sweep')
+  answer('sweep', [])
+  await settle()
+  t.same(events().slice(1), [
+    'presence:lobby/lobby 101 alice online except null',
+    'presence:lobby/lobby 101 alice offline except null'
+  ], 'as the store applied them')
+  const closing = presence.close()
+  await waitFor('close')
+  answer('close', [])
+  await closing
+})
+
+t.test('close waits for the announcements under way, closes the store, and announces who went offline before it resolves', async (t) => {
+  const { store, answer, waitFor, calls } = answeredByHand()
+  const { broadcast, events } = eventRecorder()
+  const presence = createPresence({ store, broadcast, seen: () => {}, log: recordingLog().log })
+  const entering = presence.entered('lobby', alice, socket('ws1'))
+  answer('join', true)
+  await waitFor('online')
+  answer('online', [])
+  await entering
+  presence.exited('lobby', alice)
+  let closed = false
+  const closing = presence.close().then(() => { closed = true })
+  await settle()
+  t.same(calls().filter((m) => m === 'close'), [], 'not while the leave is unanswered')
+  answer('leave', true)
+  await waitFor('close')
+  t.equal(closed, false)
+  answer('close', [{ roomId: 'lobby', userId: '102', username: 'bob' }, { roomId: null, userId: '102', username: 'bob' }])
+  await closing
+  t.same(events(), [
+    'presence:lobby/lobby 101 alice online except ws1',
+    'presence:lobby/lobby 101 alice offline except null',
+    'presence:lobby/lobby 102 bob offline except null'
+  ], 'alice\'s leave first, then what close returned, before close resolved')
+})
+
+t.test('a failed close is logged, not thrown', async (t) => {
+  const { presence, failing, logged } = setup(t)
+  failing.add('close')
+  await presence.close()
+  t.match(logged, [{ level: 'warn', obj: { err: { message: 'store down (close)' } } }])
+})
+
+t.test('failure log: a warning with the error when failures start, one info line when they end', async (t) => {
+  const { log, logged } = recordingLog()
+  const health = createFailureLog(log, 'thing')
+  health.succeeded()
+  t.same(logged, [], 'nothing while it works')
+  health.failed(new Error('one'))
+  health.failed(new Error('two'))
+  health.failed(new Error('three'))
+  t.match(logged, [{ level: 'warn', obj: { err: { message: 'one' } }, msg: /^thing / }])
+  t.equal(logged.length, 1, 'quiet while it keeps failing')
+  health.succeeded()
+  health.succeeded()
+  t.match(logged.slice(1), [{ level: 'info', msg: /^thing / }])
+  t.equal(logged.length, 2, 'once')
+  health.failed(new Error('four'))
+  t.match(logged.slice(2), [{ level: 'warn', obj: { err: { message: 'four' } } }], 'a new outage, a new warning')
 })
