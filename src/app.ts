@@ -7,7 +7,7 @@ import corsPlugin from '../plugins/infra/cors.js'
 import dbPlugin, { type OpenDatabase } from '../plugins/infra/db.js'
 import redisPlugin from '../plugins/infra/redis.js'
 import authPlugin from '../plugins/infra/auth.js'
-import realtimePlugin from '../plugins/infra/realtime.js'
+import realtimePlugin, { type ClusterOverride } from '../plugins/infra/realtime.js'
 import authRoutes from '../plugins/routes/auth.js'
 import healthRoutes from '../plugins/routes/health.js'
 import historyRoutes from '../plugins/routes/history.js'
@@ -24,6 +24,8 @@ export interface AppOptions {
   readonly openDatabase?: OpenDatabase | undefined
   /** The uWS app in front, which gets `/ws`; without it the app is reachable over REST only. */
   readonly uws?: TemplatedApp | undefined
+  /** The bus and presence store shared with other nodes in this process (tests); by default REDIS_URL decides. */
+  readonly cluster?: ClusterOverride | undefined
 }
 
 /** Query strings and path parameters arrive as text, so only they get type coercion; bodies are checked as sent. */
@@ -63,7 +65,7 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
   await app.register(authPlugin)
   // Without a listener's uWS app (REST-only use, e.g. the bench's plain Fastify listener) the socket
   // side still exists, on an app nobody connects to, so every route finds what it needs.
-  await app.register(realtimePlugin, { uws: options.uws ?? App() })
+  await app.register(realtimePlugin, { uws: options.uws ?? App(), cluster: options.cluster })
 
   await app.register(healthRoutes)
   await app.register(authRoutes)

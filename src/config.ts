@@ -20,6 +20,8 @@ export const EnvSchema = Type.Object({
   DATABASE_URL: Type.String({ pattern: '^$|^postgres(ql)?://', default: '', description: 'a postgres:// URL, or empty for the embedded database' }),
   DATA_DIR: Type.String({ minLength: 1, default: './data' }),
   REDIS_URL: Type.String({ pattern: '^$|^rediss?://', default: '', description: 'a redis:// URL, or empty for one node' }),
+  REDIS_PREFIX: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', default: 'chat:', description: '1-64 of A-Z a-z 0-9 _ . : -' }),
+  REDIS_PUBSUB: Type.Union([Type.Literal('classic'), Type.Literal('sharded')], { default: 'classic', description: 'classic (PUBLISH/SUBSCRIBE) or sharded (SPUBLISH/SSUBSCRIBE, Redis 7)' }),
   JWT_SECRET: Type.String({ default: '' }),
   JWT_TTL: Int(1, 31_536_000, 3600, 'seconds'),
   LOG_LEVEL: Type.Union(LOG_LEVELS.map((level) => Type.Literal(level)), { default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` }),
@@ -55,7 +57,13 @@ export interface Config {
     readonly trustProxy: boolean | number | readonly string[]
   }
   readonly db: { readonly url: string | null, readonly dataDir: string, readonly poolSize: number }
-  readonly redis: { readonly url: string | null }
+  readonly redis: {
+    readonly url: string | null
+    /** Put before every key and channel, so deployments can share one Redis. */
+    readonly prefix: string
+    /** Sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis 7), for Redis Cluster. */
+    readonly sharded: boolean
+  }
   readonly jwt: { readonly secret: string, readonly ttlSeconds: number }
   readonly log: { readonly level: LogLevel }
   readonly heartbeatSeconds: number
@@ -119,7 +127,7 @@ export function loadConfig (source: Readonly<Record<string, string | undefined>>
     production,
     http: { host: env.HOST, port: Number(env.PORT), bodyLimit: 64 * 1024, corsOrigins: parseOrigins(env.CORS_ORIGINS), trustProxy: parseTrustProxy(env.TRUST_PROXY) },
     db: { url: env.DATABASE_URL === '' ? null : env.DATABASE_URL, dataDir, poolSize: Number(env.DB_POOL_SIZE) },
-    redis: { url: env.REDIS_URL === '' ? null : env.REDIS_URL },
+    redis: { url: env.REDIS_URL === '' ? null : env.REDIS_URL, prefix: env.REDIS_PREFIX, sharded: env.REDIS_PUBSUB === 'sharded' },
     jwt: { secret: env.JWT_SECRET === '' ? devSecret(dataDir) : env.JWT_SECRET, ttlSeconds: Number(env.JWT_TTL) },
     log: { level: env.LOG_LEVEL },
     heartbeatSeconds: Number(env.HEARTBEAT_TIMEOUT),

@@ -2,12 +2,14 @@ import type { Kysely } from 'kysely'
 import type { Log } from './logger.js'
 import type { TemplatedApp } from 'uWebSockets.js'
 import { isDatabaseUnavailable, UncertainWriteError } from '../db/errors.js'
-import { insertMessages, type InsertOutcome, type MessageDraft } from '../db/repositories/messages.repository.js'
+import { insertMessages, listMessages, type InsertOutcome, type MessageDraft } from '../db/repositories/messages.repository.js'
+import { roomLastSeqs } from '../db/repositories/rooms.repository.js'
 import { markSeen } from '../db/repositories/users.repository.js'
 import type { Database } from '../db/schema.js'
+import type { Bus, BusStats } from './bus/bus.js'
 import type { Config } from './config.js'
 import { createOutbox } from './fanout/outbox.js'
-import { createRoomFeed } from './fanout/room-feed.js'
+import { createRoomFeed, type RoomFeedStats } from './fanout/room-feed.js'
 import type { VerifyToken } from './gateway/auth.js'
 import { createGateway, type GatewayStats } from './gateway/gateway.js'
 import { createMembership } from './gateway/membership.js'
@@ -16,6 +18,8 @@ import { createTyping } from './gateway/typing.js'
 import { createBatchWriter, type BatchWriterStats } from './pipeline/batch-writer.js'
 import { createPipeline } from './pipeline/pipeline.js'
 import { createPresence, type Presence } from './presence/presence.js'
+import { encodeFrame } from './protocol/codec.js'
+import { toMessage } from './protocol/resources.js'
 import type { PresenceStore } from './presence/presence-store.js'
 
 export interface RealtimeOptions {
@@ -26,6 +30,10 @@ export interface RealtimeOptions {
   readonly verify: VerifyToken
   /** This node's view of the presence store (memory for one node; shared by every node otherwise). */
   readonly presenceStore: PresenceStore
+  /** Carries room news to the other nodes (a memory bus of one node when there are none); closed by `shutdown`. */
+  readonly bus: Bus
+  /** How often rooms with local sockets are compared with the database; null when the bus cannot lose anything. */
+  readonly feedCheckMs: number | null
   readonly log: Log
 }
 
@@ -36,12 +44,14 @@ export interface Realtime {
   revoke (roomId: string, userId: string): void
   /** Who is online, for the REST routes. */
   readonly presence: Pick<Presence, 'online' | 'isOnline'>
-  stats (): { readonly gateway: GatewayStats, readonly writer: BatchWriterStats }
+  /** Why this node cannot serve as part of the cluster right now (the bus is down or silent), for `/ready`; null when it can. */
+  problem (): string | null
+  stats (): { readonly gateway: GatewayStats, readonly writer: BatchWriterStats, readonly feed: RoomFeedStats, readonly bus: BusStats }
 }
 
 /** A replay sends until this much waits in a socket's buffer (or a quarter of WS_MAX_BACKPRESSURE), then waits for it to drain. */
 const REPLAY_HIGH_WATER = 256 * 1024
-/** How long a join waits for the write in flight to be published before it subscribes anyway. */
+/** How long a room repair waits for this node's write in flight to be published before it reads anyway. */
 const SETTLE_WAIT_MS = 5000
 /** How long shutdown waits for clients to answer the 1001 close before the listener drops them. */
 const CLOSE_WAIT_MS = 2000
@@ -66,7 +76,32 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     isUnavailable: isDatabaseUnavailable,
     isUncertain: (error) => error instanceof UncertainWriteError
   })
-  const feed = createRoomFeed(uws)
+  const outbox = createOutbox(log)
+  const published = async (): Promise<void> => {
+    // Bounded: a write held while the database is away must not hold a repair with it.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([writer.settled(), new Promise((resolve) => { timer = setTimeout(resolve, SETTLE_WAIT_MS) })])
+    clearTimeout(timer)
+    // The pipeline publishes in promise continuations of the settled write; let them run first.
+    await nextTurn()
+  }
+  const feed = createRoomFeed({
+    uws,
+    bus: options.bus,
+    source: {
+      async between (roomId, afterSeq, upTo) {
+        const { messages } = await listMessages(db, { roomId, after: afterSeq, before: upTo + 1, limit: upTo - afterSeq })
+        return messages.map((row) => ({ seq: Number(row.seq), text: encodeFrame({ type: 'message', ...toMessage(row) }) }))
+      },
+      lastSeqs: async (roomIds) => await roomLastSeqs(db, roomIds),
+      published
+    },
+    // Called only for envelopes of rooms joined through the gateway, so it exists by then.
+    revoked: (roomId, userId) => { gateway.revoke(roomId, userId) },
+    resume: (ws) => { outbox.closeToResume(ws) },
+    checkEveryMs: options.feedCheckMs,
+    log
+  })
   const seenWriter = createBatchWriter<string, undefined>({
     ...SEEN_WRITES,
     write: async (userIds) => {
@@ -83,15 +118,6 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     log
   })
   const typing = createTyping({ broadcast: feed.broadcast, timeoutMs: TYPING_TIMEOUT_MS, relayEveryMs: TYPING_RELAY_EVERY_MS })
-  const publishedInFlight = async (): Promise<void> => {
-    // Bounded: a write held while the database is away must not hold every join with it.
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([writer.settled(), new Promise((resolve) => { timer = setTimeout(resolve, SETTLE_WAIT_MS) })])
-    clearTimeout(timer)
-    // The pipeline publishes in promise continuations of the settled write; let them run first.
-    await nextTurn()
-  }
-  const outbox = createOutbox(log)
   const gateway = createGateway({
     verify: options.verify,
     heartbeatSeconds: config.heartbeatSeconds,
@@ -107,7 +133,6 @@ export function createRealtime (options: RealtimeOptions): Realtime {
       presence,
       typing,
       outbox,
-      publishedInFlight,
       replay: createReplay({ db, outbox, highWater: Math.min(REPLAY_HIGH_WATER, config.socket.maxBackpressure / 4) }),
       log
     }),
@@ -123,14 +148,17 @@ export function createRealtime (options: RealtimeOptions): Realtime {
         // The last batch's acks are sent from promise continuations; let them run before the 1001s.
         await nextTurn()
         await gateway.closeAll(CLOSE_WAIT_MS)
-        presence.close()
+        await presence.close()
         // The closed sockets' users were just seen: keep that before the database closes.
         await seenWriter.close()
+        feed.close()
+        await options.bus.close()
       })()
       await stopping
     },
-    revoke: (roomId, userId) => { gateway.revoke(roomId, userId) },
+    revoke: (roomId, userId) => { feed.revoke(roomId, userId) },
     presence,
-    stats: () => ({ gateway: gateway.stats(), writer: writer.stats() })
+    problem: () => options.bus.problem(),
+    stats: () => ({ gateway: gateway.stats(), writer: writer.stats(), feed: feed.stats(), bus: options.bus.stats() })
   }
 }

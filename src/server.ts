@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import { App } from 'uWebSockets.js'
 import type { OpenDatabase } from '../plugins/infra/db.js'
+import type { ClusterOverride } from '../plugins/infra/realtime.js'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, readEnvFile, type Config } from './config.js'
 import { createNodeDispatch } from './http/node-dispatch.js'
@@ -24,9 +25,9 @@ export interface RunningServer {
 const DRAIN_TIMEOUT_MS = 10_000
 
 /** Starts the database, the REST app and the one uWS listener in front of them. */
-export async function startServer (config: Config, logger: Logger | false, openDatabase?: OpenDatabase): Promise<RunningServer> {
+export async function startServer (config: Config, logger: Logger | false, openDatabase?: OpenDatabase, cluster?: ClusterOverride): Promise<RunningServer> {
   const uws = App()
-  const app = await buildApp(config, { logger, openDatabase, uws })
+  const app = await buildApp(config, { logger, openDatabase, uws, cluster })
   await app.ready()
   const bridge = createHttpBridge({
     dispatch: createNodeDispatch((req, res) => { app.routing(req, res) }),

@@ -58,3 +58,10 @@ export async function addMember (db: Kysely<Database>, roomId: string, userId: s
 export async function removeMember (db: Kysely<Database>, roomId: string, userId: string): Promise<void> {
   await db.deleteFrom('room_members').where('room_id', '=', roomId).where('user_id', '=', userId).execute()
 }
+
+/** Each existing room's last committed seq, in one query. */
+export async function roomLastSeqs (db: Kysely<Database>, roomIds: readonly string[]): Promise<Map<string, number>> {
+  if (roomIds.length === 0) return new Map()
+  const rows = await db.selectFrom('rooms').select(['id', 'last_seq']).where('id', 'in', roomIds).execute()
+  return new Map(rows.map((row) => [row.id, Number(row.last_seq)]))
+}

@@ -27,6 +27,8 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         throw new AppError('unavailable', 'redis is not answering')
       }
     }
+    const problem = fastify.realtime.problem()
+    if (problem !== null) throw new AppError('unavailable', `the bus to the other nodes is not working: ${problem}`)
     return { status: 'ready' as const }
   })
 }

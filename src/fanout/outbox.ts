@@ -16,6 +16,8 @@ export interface Outbox {
   dropped (ws: Socket): void
   /** Closes a socket too slow to be served (1013): memory stays bounded and the client resumes with afterSeq. */
   closeSlow (ws: Socket): void
+  /** Closes a socket in a room that could not be brought up to date (1013): the client resumes with afterSeq and reads the rest from the database. */
+  closeToResume (ws: Socket): void
   /** The socket has closed: nothing more is done to it. */
   forget (ws: Socket): void
   stats (): { readonly dropped: number, readonly slowClosed: number }
@@ -26,21 +28,26 @@ export function createOutbox (log: Log): Outbox {
   let slowClosed = 0
   // uWS reports drops from inside send/publish; closing a socket there would change a topic while
   // uWS iterates it (a segfault), so slow sockets are closed right after, from the event loop.
-  const slow = new Set<Socket>()
+  const ending = new Map<Socket, string>()
   let closing: NodeJS.Immediate | null = null
-  const closeSlowSockets = (): void => {
+  const endSockets = (): void => {
     closing = null
-    for (const ws of slow) ws.end(CloseCode.slowConsumer, 'too slow: messages were dropped; rejoin with afterSeq')
-    slow.clear()
+    for (const [ws, reason] of ending) ws.end(CloseCode.slowConsumer, reason)
+    ending.clear()
+  }
+  /** Closes with 1013 from the event loop; false if the socket was already closed or closing. */
+  const endLater = (ws: Socket, reason: string): boolean => {
+    const state = ws.getUserData()
+    if (!state.open) return false
+    state.open = false
+    ending.set(ws, reason)
+    closing ??= setImmediate(endSockets)
+    return true
   }
   const closeSlow = (ws: Socket): void => {
-    const state = ws.getUserData()
-    if (!state.open) return
-    state.open = false
+    if (!endLater(ws, 'too slow: messages were dropped; rejoin with afterSeq')) return
     slowClosed++
-    log.warn({ userId: state.user.id, buffered: ws.getBufferedAmount() }, 'closing a socket that cannot keep up')
-    slow.add(ws)
-    closing ??= setImmediate(closeSlowSockets)
+    log.warn({ userId: ws.getUserData().user.id, buffered: ws.getBufferedAmount() }, 'closing a socket that cannot keep up')
   }
   const sendText = (ws: Socket, text: string): boolean => {
     if (!ws.getUserData().open) return false
@@ -62,8 +69,11 @@ export function createOutbox (log: Log): Outbox {
       closeSlow(ws)
     },
     closeSlow,
+    closeToResume (ws) {
+      endLater(ws, 'messages could not be delivered in order; rejoin with afterSeq')
+    },
     forget (ws) {
-      slow.delete(ws)
+      ending.delete(ws)
     },
     stats: () => ({ dropped, slowClosed })
   }

@@ -8,7 +8,7 @@ import type { Joining, Socket, SocketState } from '../fanout/socket-state.js'
 import { replyWithFailure } from '../pipeline/failures.js'
 import type { Presence } from '../presence/presence.js'
 import type { OnlineUser } from '../presence/presence-store.js'
-import { roomTopic, type RoomFeed } from '../fanout/room-feed.js'
+import type { RoomFeed } from '../fanout/room-feed.js'
 import { removedFromRoom, type Replay } from './replay.js'
 import type { Typing } from './typing.js'
 
@@ -18,11 +18,6 @@ export interface MembershipDeps {
   readonly presence: Presence
   readonly typing: Typing
   readonly outbox: Outbox
-  /**
-   * Resolves once the messages whose write is in flight now are published. A replay can read a
-   * message committed but not yet published; the join must still be buffering when it is.
-   */
-  readonly publishedInFlight: () => Promise<void>
   readonly replay: Replay
   readonly log: Log
 }
@@ -62,7 +57,7 @@ export function createMembership (deps: MembershipDeps): Membership {
     const state = ws.getUserData()
     const { room: roomId, ref } = frame
     // Live messages are collected from before the room is read, so none falls between the
-    // stored ones and the subscription: whatever the reads miss was published after this point.
+    // stored ones and the subscription: whatever the reads miss is delivered after this point.
     const buffer = feed.openBuffer(roomId, ws)
     let afterSeq = frame.afterSeq
     const rejoin = state.rooms.get(roomId) === 'joined'
@@ -70,13 +65,15 @@ export function createMembership (deps: MembershipDeps): Membership {
     let present = rejoin
     if (rejoin) {
       // A re-join keeps its presence: the user never left.
-      ws.unsubscribe(roomTopic(roomId))
+      feed.unsubscribe(ws, roomId)
       // Re-joining without afterSeq continues the subscription it replaces: it has had every
-      // message published so far, so whatever comes after that is replayed.
-      afterSeq ??= feed.lastPublished(roomId)
+      // message delivered so far, so whatever comes after that is replayed.
+      afterSeq ??= feed.delivered(roomId)
     }
     state.rooms.set(roomId, joining)
     try {
+      // Whatever is committed after the room is read then reaches this node.
+      await feed.listening(roomId)
       const access = await readableRoom(db, roomId, state.user.id)
       const lastSeq = Number(access.room.last_seq)
       let last = afterSeq === undefined ? lastSeq : Math.min(afterSeq, lastSeq)
@@ -85,7 +82,22 @@ export function createMembership (deps: MembershipDeps): Membership {
         if (replayed === null) return
         last = replayed
       }
-      await deps.publishedInFlight()
+      // The handoff from stored to live: once the feed has delivered up to `last` here (from any
+      // node), the buffer holds every seq after its `from`, so nothing between is lost or doubled.
+      for (;;) {
+        await feed.caughtUp(roomId, last)
+        const from = buffer.from ?? last
+        if (from <= last) break
+        // The feed was already past the join's read (another join placed it): a join from now
+        // starts there; one resuming after a seq gets the stretch between from the database.
+        if (afterSeq === undefined) {
+          last = from
+          break
+        }
+        const replayed = await deps.replay.send(ws, roomId, last, joining)
+        if (replayed === null) return
+        last = replayed
+      }
       if (!state.open) return
       let online: OnlineUser[]
       if (rejoin) {
@@ -106,7 +118,7 @@ export function createMembership (deps: MembershipDeps): Membership {
           if (!outbox.sendText(ws, live.text)) return
           last = live.seq
         }
-        ws.subscribe(roomTopic(roomId))
+        feed.subscribe(buffer)
         state.rooms.set(roomId, 'joined')
         outbox.send(ws, { type: 'joined', room: roomId, lastSeq: Math.max(last, lastSeq), online, ...(ref === undefined ? {} : { ref }) })
         // Typing and presence sent while the socket was joining come after the `online` snapshot:
@@ -149,7 +161,7 @@ export function createMembership (deps: MembershipDeps): Membership {
       for (let wait = inProgress(state, frame.room); wait !== null; wait = inProgress(state, frame.room)) await wait
       if (!state.open) return
       if (state.rooms.get(frame.room) === 'joined') {
-        ws.unsubscribe(roomTopic(frame.room))
+        feed.unsubscribe(ws, frame.room)
         state.rooms.delete(frame.room)
         departed(ws, frame.room)
       }
@@ -164,7 +176,7 @@ export function createMembership (deps: MembershipDeps): Membership {
         phase.revoked = true
         return
       }
-      ws.unsubscribe(roomTopic(roomId))
+      feed.unsubscribe(ws, roomId)
       state.rooms.delete(roomId)
       departed(ws, roomId)
       outbox.send(ws, { type: 'left', room: roomId, reason: 'removed' })
@@ -173,7 +185,9 @@ export function createMembership (deps: MembershipDeps): Membership {
       const state = ws.getUserData()
       // Rooms still joining are let go by their join, which sees the socket closed.
       for (const [roomId, phase] of state.rooms) {
-        if (phase === 'joined') presence.exited(roomId, state.user)
+        if (phase !== 'joined') continue
+        feed.unsubscribe(ws, roomId)
+        presence.exited(roomId, state.user)
       }
       typing.closed(ws)
       state.onDrain?.()

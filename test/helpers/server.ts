@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import type { OpenDatabase } from '../../plugins/infra/db.js'
+import type { ClusterOverride } from '../../plugins/infra/realtime.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { startServer, type RunningServer } from '../../src/server.js'
 import { backends, type Backend } from './backends.js'
@@ -22,6 +23,8 @@ export interface TestServerOptions {
   readonly openDatabase?: OpenDatabase
   /** scrypt log2(N); tests default to 12 so hashing does not dominate the suite (the production cost has its own test). */
   readonly scryptLogN?: number
+  /** The bus and presence store of an in-process cluster (several servers in one test). */
+  readonly cluster?: ClusterOverride
 }
 
 /** Starts the real server (uWS listener, Fastify, database) on 127.0.0.1 and a free port; stopped at teardown. */
@@ -38,7 +41,7 @@ export async function startTestServer (t: Test, backend: Backend, options: TestS
     ...options.env
   })
   const config: Config = { ...loaded, auth: { ...loaded.auth, scryptLogN: options.scryptLogN ?? 12 } }
-  const server = await startServer(config, false, options.openDatabase)
+  const server = await startServer(config, false, options.openDatabase, options.cluster)
   t.teardown(async () => {
     await server.close()
     await drop()

@@ -34,6 +34,8 @@ t.test('defaults follow API.md', async (t) => {
   t.ok(config.db.dataDir.startsWith('/'), 'DATA_DIR is absolute')
   t.equal(config.db.url, null)
   t.equal(config.redis.url, null)
+  t.equal(config.redis.prefix, 'chat:')
+  t.equal(config.redis.sharded, false, 'classic pub/sub unless asked')
   t.equal(config.jwt.ttlSeconds, 3600)
   t.equal(config.jwt.secret, SECRET)
   t.equal(config.log.level, 'info')
@@ -56,6 +58,8 @@ t.test('valid values are taken', async (t) => {
     DATA_DIR: dir,
     DATABASE_URL: 'postgres://u:p@db:5432/chat',
     REDIS_URL: 'rediss://cache:6380',
+    REDIS_PREFIX: 'eu-1:chat.',
+    REDIS_PUBSUB: 'sharded',
     JWT_TTL: '60',
     LOG_LEVEL: 'silent',
     HEARTBEAT_TIMEOUT: '9'
@@ -65,6 +69,8 @@ t.test('valid values are taken', async (t) => {
   t.equal(config.db.dataDir, dir)
   t.equal(config.db.url, 'postgres://u:p@db:5432/chat')
   t.equal(config.redis.url, 'rediss://cache:6380')
+  t.equal(config.redis.prefix, 'eu-1:chat.')
+  t.equal(config.redis.sharded, true)
   t.equal(config.jwt.ttlSeconds, 60)
   t.equal(config.log.level, 'silent')
   t.equal(config.heartbeatSeconds, 9)
@@ -99,6 +105,9 @@ t.test('each invalid variable gives one problem naming it', async (t) => {
     ['LOG_LEVEL', 'loud'],
     ['DATABASE_URL', 'mysql://x'],
     ['REDIS_URL', 'http://x'],
+    ['REDIS_PREFIX', ''],
+    ['REDIS_PREFIX', 'has space'],
+    ['REDIS_PUBSUB', 'cluster'],
     ['JWT_SECRET', 'too-short']
   ]
   for (const [name, value] of cases) {
