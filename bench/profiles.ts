@@ -1,6 +1,7 @@
 // How big and how long each scenario runs. `quick` (the default) keeps `npm run bench` under three
 // minutes with smaller socket counts and short steps; `full` is the issue's scenarios at full size;
-// `smoke` is the tiny end-to-end run `npm test` makes (test/integration/bench-smoke.test.ts).
+// `smoke` is the tiny end-to-end run `npm test` makes (test/integration/bench-smoke.test.ts); it
+// leaves the cluster out (several server processes and a Redis outage would add about 40 s).
 import type { ScenarioName } from './report/results.js'
 
 export interface Profile {
@@ -15,12 +16,29 @@ export interface Profile {
   readonly memory: { readonly sockets: number }
   readonly connect: { readonly sockets: number, readonly concurrency: number }
   readonly rest: { readonly seconds: number }
+  /** Several nodes of ours on one Postgres and a Redis of the run's own (bench/scenarios/cluster.ts). */
+  readonly cluster: ClusterProfile
   readonly stepSeconds: number
   readonly warmupSeconds: number
   readonly drainSeconds: number
 }
 
-const ALL: readonly ScenarioName[] = ['fanout', 'small-rooms', 'ingest', 'memory', 'connect', 'rest']
+/** A steady rate for a while: `rate` messages/s in, over all rooms. */
+export interface SteadyLoad { readonly sockets: number, readonly rate: number, readonly seconds: number }
+
+export interface ClusterProfile {
+  readonly nodes: number
+  /** Rooms of 10, the sender on node 1 with 3 receivers, 6 receivers on the other nodes: same-node vs cross-node delivery. */
+  readonly latency: SteadyLoad
+  /** One room, the sockets and senders spread over the nodes, then the same on one node: CPU per delivered frame. */
+  readonly cpu: SteadyLoad
+  /** Rooms of 10 spread over the nodes, a sender on each node in every room; Redis stopped for `outageSeconds`. */
+  readonly outage: { readonly sockets: number, readonly rate: number, readonly beforeSeconds: number, readonly outageSeconds: number, readonly afterSeconds: number }
+  /** How long after the last send every receiver may take to hold every acked message. */
+  readonly settleSeconds: number
+}
+
+const ALL: readonly ScenarioName[] = ['fanout', 'small-rooms', 'ingest', 'memory', 'connect', 'rest', 'cluster']
 
 export const PROFILES: Readonly<Record<Profile['name'], Profile>> = {
   quick: {
@@ -32,6 +50,14 @@ export const PROFILES: Readonly<Record<Profile['name'], Profile>> = {
     memory: { sockets: 10_000 },
     connect: { sockets: 2000, concurrency: 100 },
     rest: { seconds: 3 },
+    cluster: {
+      nodes: 3,
+      latency: { sockets: 300, rate: 200, seconds: 5 },
+      // 299 receivers at 50 msg/s: about 15,000 frames/s, well within the generator.
+      cpu: { sockets: 300, rate: 50, seconds: 5 },
+      outage: { sockets: 150, rate: 150, beforeSeconds: 2, outageSeconds: 5, afterSeconds: 3 },
+      settleSeconds: 20
+    },
     stepSeconds: 3,
     warmupSeconds: 1,
     drainSeconds: 5
@@ -45,6 +71,13 @@ export const PROFILES: Readonly<Record<Profile['name'], Profile>> = {
     memory: { sockets: 15_000 },
     connect: { sockets: 10_000, concurrency: 100 },
     rest: { seconds: 10 },
+    cluster: {
+      nodes: 3,
+      latency: { sockets: 1500, rate: 1000, seconds: 15 },
+      cpu: { sockets: 1000, rate: 40, seconds: 10 },
+      outage: { sockets: 600, rate: 500, beforeSeconds: 5, outageSeconds: 5, afterSeconds: 5 },
+      settleSeconds: 30
+    },
     stepSeconds: 10,
     warmupSeconds: 2,
     drainSeconds: 10
@@ -61,6 +94,14 @@ export const PROFILES: Readonly<Record<Profile['name'], Profile>> = {
     memory: { sockets: 50 },
     connect: { sockets: 50, concurrency: 10 },
     rest: { seconds: 1 },
+    // Not in `scenarios` (see the top): the smoke run leaves the cluster out.
+    cluster: {
+      nodes: 3,
+      latency: { sockets: 30, rate: 50, seconds: 2 },
+      cpu: { sockets: 30, rate: 50, seconds: 2 },
+      outage: { sockets: 30, rate: 50, beforeSeconds: 1, outageSeconds: 5, afterSeconds: 1 },
+      settleSeconds: 15
+    },
     stepSeconds: 2,
     warmupSeconds: 0,
     drainSeconds: 5

@@ -60,6 +60,19 @@ async function stopProcess (child: ChildProcess, name: string): Promise<void> {
   clearTimeout(killer)
 }
 
+/**
+ * Keeps `stop` for an interrupt (`abandonRun`) until `child` exits: for processes the bench starts
+ * other than through `spawnBenchProcess` (the cluster's redis-server).
+ */
+export function trackProcess (child: ChildProcess, stop: () => Promise<void>): void {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  running.set(child, stop)
+  child.once('exit', () => running.delete(child))
+}
+
+/** Whether the run was interrupted: nothing more may be started. */
+export function interrupted (): boolean { return abandoned }
+
 /** Starts `script` (relative to bench/, without extension) and waits for its JSON ready line. */
 export async function spawnBenchProcess (script: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<BenchProcess> {
   if (abandoned) throw new Error('the run was interrupted')
@@ -149,7 +162,7 @@ export async function abandonRun (): Promise<void> {
   await Promise.all([...liveDatabases.keys()].map(dropRunDatabase))
 }
 
-const SCRIPTS: Readonly<Record<Exclude<ServerName, 'chat-fastify-listener'>, { script: string, args: (users: number) => string[], stores: boolean }>> = {
+const SCRIPTS: Readonly<Record<Exclude<ServerName, 'chat-fastify-listener' | 'chat-cluster'>, { script: string, args: (users: number) => string[], stores: boolean }>> = {
   chat: { script: 'ws-server', args: (users) => ['--users', String(users)], stores: true },
   'uws-raw': { script: 'peers/uws-raw', args: () => [], stores: false },
   socketio: { script: 'peers/socketio', args: () => [], stores: false },
@@ -185,15 +198,7 @@ export async function startBenchServer (name: keyof typeof SCRIPTS, options: { r
     port: child.ready.port as number,
     users,
     postgres: database !== null,
-    async postgresBackends () {
-      const cpu = new Map<number, number>()
-      if (database === null) return cpu
-      const { rows } = await database.admin.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [database.name])
-      for (const { pid } of rows) {
-        try { cpu.set(pid, sampleProcess(pid).cpuSeconds) } catch { /* ended meanwhile */ }
-      }
-      return cpu
-    },
+    postgresBackends: async () => database === null ? new Map<number, number>() : await databaseBackends(database),
     async stop () {
       await (stopped ??= (async () => {
         await child.stop()
@@ -201,6 +206,39 @@ export async function startBenchServer (name: keyof typeof SCRIPTS, options: { r
       })())
     }
   }
+}
+
+/**
+ * One node of ours for the cluster scenario, on a run database it shares with other nodes (and does
+ * not drop when it stops), on `port`, with Redis at `redisUrl` ('' for none). `seed`: the first node
+ * inserts the users and rooms; the others read the users back.
+ */
+export async function startChatNode (options: {
+  readonly users: number, readonly database: RunDatabase, readonly port: number, readonly seed: boolean, readonly redisUrl: string
+}): Promise<BenchServer> {
+  const { database } = options
+  const env: NodeJS.ProcessEnv = { ...WS_SERVER_ENV, ...process.env, LOG_LEVEL: 'error', DATABASE_URL: database.url, REDIS_URL: options.redisUrl }
+  delete env.DATA_DIR
+  const child = await spawnBenchProcess('ws-server', ['--users', String(options.users), '--port', String(options.port), '--seed', options.seed ? 'yes' : 'no'], env)
+  return {
+    ...child,
+    name: 'chat',
+    protocol: 'chat',
+    port: child.ready.port as number,
+    users: child.ready.users as BenchUser[],
+    postgres: true,
+    postgresBackends: async () => await databaseBackends(database)
+  }
+}
+
+/** The run database's backends (every server process using it): pid → CPU seconds. */
+async function databaseBackends (database: RunDatabase): Promise<Map<number, number>> {
+  const cpu = new Map<number, number>()
+  const { rows } = await database.admin.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [database.name])
+  for (const { pid } of rows) {
+    try { cpu.set(pid, sampleProcess(pid).cpuSeconds) } catch { /* ended meanwhile */ }
+  }
+  return cpu
 }
 
 /** HS256, as our server (and the Socket.IO peer) verify it: claims sub, username, exp. */

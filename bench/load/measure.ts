@@ -46,32 +46,58 @@ interface Snapshot {
   readonly serverCpu: number
   readonly serverSystem: number
   readonly rssBytes: number
+  readonly redisCpu: number
   readonly generator: NodeJS.CpuUsage
   readonly machine: number
   readonly postgres: Map<number, number>
 }
 
+/** What a step measures: a server's process, or all of them for a server made of several (a cluster's nodes). */
+export interface Measured {
+  readonly pid: number | readonly number[]
+  /** A Redis the server uses (a cluster's): its CPU is reported apart, and not as other processes'. */
+  readonly redisPid?: number | undefined
+  readonly postgresBackends?: BenchServer['postgresBackends']
+}
+
 export interface Usage {
   readonly seconds: number
+  /** Summed over the server's processes. */
   readonly serverCpuSeconds: number
+  /** In % of one core, summed over the server's processes (3 nodes at 40% each: 120). */
   readonly serverCpuPercent: number
   /** Share of the server's CPU spent in the kernel, in %. */
   readonly serverKernelShare: number
   readonly serverRssMb: number
   /** CPU of the run database's backends (real Postgres only; embedded runs inside the server). */
   readonly databaseCpuSeconds: number
+  /** CPU of the server's Redis, when it has one. */
+  readonly redisCpuSeconds: number
   readonly generatorCpuPercent: number
   readonly generatorBound: boolean
   readonly notes: string[]
 }
 
-async function snapshot (server: { pid: number, postgresBackends?: BenchServer['postgresBackends'] }): Promise<Snapshot> {
-  const sample = sampleProcess(server.pid)
+async function snapshot (server: Measured): Promise<Snapshot> {
+  let serverCpu = 0
+  let serverSystem = 0
+  let rssBytes = 0
+  for (const pid of typeof server.pid === 'number' ? [server.pid] : server.pid) {
+    const sample = sampleProcess(pid)
+    serverCpu += sample.cpuSeconds
+    serverSystem += sample.systemSeconds
+    rssBytes += sample.rssBytes
+  }
+  let redisCpu = 0
+  if (server.redisPid !== undefined) {
+    try { redisCpu = sampleProcess(server.redisPid).cpuSeconds } catch { /* stopped: nothing more to count */ }
+  }
   return {
     at: performance.now(),
-    serverCpu: sample.cpuSeconds,
-    serverSystem: sample.systemSeconds,
-    rssBytes: sample.rssBytes,
+    serverCpu,
+    serverSystem,
+    rssBytes,
+    redisCpu,
     generator: process.cpuUsage(),
     machine: machineBusySeconds(),
     postgres: await server.postgresBackends?.() ?? new Map()
@@ -79,19 +105,20 @@ async function snapshot (server: { pid: number, postgresBackends?: BenchServer['
 }
 
 /** Starts measuring `server`; `end()` gives the usage since. */
-export async function startUsage (server: { pid: number, postgresBackends?: BenchServer['postgresBackends'] }): Promise<{ end (): Promise<Usage> }> {
+export async function startUsage (server: Measured): Promise<{ end (): Promise<Usage> }> {
   const before = await snapshot(server)
   return {
     async end () {
       const after = await snapshot(server)
       const seconds = (after.at - before.at) / 1000
       const serverCpuSeconds = after.serverCpu - before.serverCpu
+      const redisCpuSeconds = Math.max(0, after.redisCpu - before.redisCpu)
       let databaseCpuSeconds = 0
       for (const [pid, cpu] of after.postgres) databaseCpuSeconds += cpu - (before.postgres.get(pid) ?? 0)
       const generator = process.cpuUsage(before.generator)
       const generatorSeconds = (generator.user + generator.system) / 1e6
       const generatorCpuPercent = round(100 * generatorSeconds / seconds)
-      const other = (after.machine - before.machine) - serverCpuSeconds - databaseCpuSeconds - generatorSeconds
+      const other = (after.machine - before.machine) - serverCpuSeconds - databaseCpuSeconds - redisCpuSeconds - generatorSeconds
       const otherPercent = 100 * other / seconds
       const notes: string[] = []
       const generatorBound = generatorCpuPercent >= GENERATOR_BOUND_PERCENT
@@ -99,6 +126,7 @@ export async function startUsage (server: { pid: number, postgresBackends?: Benc
       if (otherPercent > NOISE_PERCENT) notes.push(`other processes used ${Math.round(otherPercent)}% of a core`)
       if (serverCpuSeconds < RESOLVED_CPU_SECONDS) notes.push(`server CPU ${Math.round(serverCpuSeconds * 1000)} ms: too few 10 ms ticks for an exact per-item figure`)
       if (after.postgres.size > 0 && databaseCpuSeconds < RESOLVED_CPU_SECONDS) notes.push(`Postgres CPU ${Math.round(databaseCpuSeconds * 1000)} ms: too few 10 ms ticks for an exact per-item figure`)
+      if (server.redisPid !== undefined && redisCpuSeconds < RESOLVED_CPU_SECONDS) notes.push(`Redis CPU ${Math.round(redisCpuSeconds * 1000)} ms: too few 10 ms ticks for an exact per-item figure`)
       return {
         seconds,
         serverCpuSeconds,
@@ -106,6 +134,7 @@ export async function startUsage (server: { pid: number, postgresBackends?: Benc
         serverKernelShare: serverCpuSeconds === 0 ? 0 : Math.round(100 * (after.serverSystem - before.serverSystem) / serverCpuSeconds),
         serverRssMb: round(after.rssBytes / 2 ** 20),
         databaseCpuSeconds,
+        redisCpuSeconds,
         generatorCpuPercent,
         generatorBound,
         notes

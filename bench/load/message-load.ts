@@ -4,9 +4,8 @@
 // A body starts with `<performance.now() at send>|<step>|`, so each receiver measures its latency.
 import { performance } from 'node:perf_hooks'
 import type { RecordableHistogram } from 'node:perf_hooks'
-import type { ResultRow, ScenarioName } from '../report/results.js'
-import type { BenchServer } from '../server-process.js'
-import { delay, latencyHistogram, percentiles, recordMs, round, startUsage } from './measure.js'
+import type { ResultRow, RowScenario, ServerName } from '../report/results.js'
+import { delay, latencyHistogram, percentiles, recordMs, round, startUsage, type Measured } from './measure.js'
 import type { LoadSocket, SocketEvents } from './socket-client.js'
 
 /** The pacing timer: every TICK_MS it sends what the rate says is due. */
@@ -14,8 +13,17 @@ const TICK_MS = 2
 /** A typical chat message is about 80 bytes; the stamp comes first. */
 const FILLER = 'a bench message padded to a typical chat length of about eighty bytes'
 
+/** The server a step measures: one process (a BenchServer), or a cluster's nodes, CPU summed, and its Redis. */
+export interface LoadTarget extends Measured {
+  readonly name: ServerName
+  /** Whether it stores on Postgres, whose backends' CPU is then reported per message. */
+  readonly postgres: boolean
+  /** How many server processes `pid` lists, for a cluster's rows. */
+  readonly nodes?: number
+}
+
 export interface MessageStep {
-  readonly scenario: ScenarioName
+  readonly scenario: RowScenario
   readonly label: string
   /** Messages per second in, over all sockets. */
   readonly rate: number
@@ -46,7 +54,7 @@ export interface MessageLoad {
   readonly events: SocketEvents
   /** Sockets that closed while in use, with their close codes. */
   readonly closes: Map<number, number>
-  run (server: BenchServer, sockets: readonly LoadSocket[], roomOf: (socket: LoadSocket) => string, step: MessageStep,
+  run (server: LoadTarget, sockets: readonly LoadSocket[], roomOf: (socket: LoadSocket) => string, step: MessageStep,
     progress: (line: string) => void): Promise<ResultRow>
 }
 
@@ -178,6 +186,8 @@ export function createMessageLoad (): MessageLoad {
           : {}),
         cpuUsPerMessage: perMessage,
         ...(server.postgres && tally.acked > 0 ? { databaseCpuUsPerMessage: round(1e6 * used.databaseCpuSeconds / tally.acked) } : {}),
+        ...(server.redisPid !== undefined && tally.acked > 0 ? { redisCpuUsPerMessage: round(1e6 * used.redisCpuSeconds / tally.acked) } : {}),
+        ...(server.nodes === undefined ? {} : { nodes: server.nodes }),
         serverCpuPercent: used.serverCpuPercent,
         serverKernelShare: used.serverKernelShare,
         serverRssMb: used.serverRssMb,

@@ -9,15 +9,22 @@ import { signToken, type BenchUser, type Protocol } from '../server-process.js'
 
 /** What the scenario learns from a socket; `now` is performance.now() on arrival. */
 export interface SocketEvents {
-  /** An `ack` for message `n` of this socket. */
-  acked (socket: LoadSocket, n: number, now: number): void
+  /** An `ack` for message `n` of this socket; `ack` (our frames only) says where it was stored. */
+  acked (socket: LoadSocket, n: number, now: number, ack?: { readonly room: string, readonly seq: number }): void
   /** A `message` from another socket, whose body started with `<sent at>|<step>|`. */
   delivered (sentAt: number, step: number, now: number): void
+  /**
+   * Our frames only, instead of `delivered`: each `message` parsed in full, for scenarios that check
+   * every receiver's seqs (the cluster's). A JSON.parse per frame: too slow for the fan-out's rates.
+   */
+  message? (socket: LoadSocket, message: DeliveredMessage, now: number): void
   /** An `error` frame: for message `n` when it carried its ref, else n = -1. */
   failed (socket: LoadSocket, n: number, code: string): void
   /** The socket closed while the scenario still needed it. */
   closed (socket: LoadSocket, code: number): void
 }
+
+export interface DeliveredMessage { readonly room: string, readonly seq: number, readonly body: string }
 
 /** For sockets that only need to be open (memory, connect storm): nothing to learn from them. */
 export const IGNORE_EVENTS: SocketEvents = { acked () {}, delivered () {}, failed () {}, closed () {} }
@@ -40,6 +47,13 @@ const REPLY_TIMEOUT_MS = 15_000
 /** Socket.IO ack ids at and above this answer joins; below, they are message numbers. */
 const JOIN_ACKS = 1_000_000_000
 
+/**
+ * Sockets opened by this process so far: a socket's clientMsgIds carry its number, so a user who
+ * sends in the same room in a later step (the cluster's one-node baseline after its three nodes)
+ * is not answered with the original ack of an earlier message, unsent.
+ */
+let openedSockets = 0
+
 const CHAT_MESSAGE = '{"type":"message"'
 const SOCKETIO_MESSAGE = '42["message",'
 const BODY = '"body":"'
@@ -56,6 +70,7 @@ function readStamp (text: string, events: SocketEvents, now: number): void {
 export async function openSocket (server: ServerAddress, user: BenchUser, index: number, events: SocketEvents): Promise<LoadSocket> {
   const socketio = server.protocol === 'socketio'
   const token = signToken(user)
+  const clientMsgPrefix = `c${index}.${++openedSockets}-`
   const ws = socketio
     ? new WebSocket(`ws://127.0.0.1:${server.port}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: false, skipUTF8Validation: true })
     : new WebSocket(`ws://127.0.0.1:${server.port}/ws`, ['chat.v1', `bearer.${token}`], { perMessageDeflate: false, skipUTF8Validation: true })
@@ -84,7 +99,7 @@ export async function openSocket (server: ServerAddress, user: BenchUser, index:
       await answer
     },
     send (room, n, body) {
-      const clientMsgId = `c${index}-${n}`
+      const clientMsgId = `${clientMsgPrefix}${n}`
       ws.send(socketio
         ? `42${n}${JSON.stringify(['message', { room, body, clientMsgId }])}`
         : JSON.stringify({ type: 'message', room, body, clientMsgId, ref: String(n) }))
@@ -96,11 +111,15 @@ export async function openSocket (server: ServerAddress, user: BenchUser, index:
   }
 
   const onChatFrame = (text: string, now: number): void => {
-    if (text.startsWith(CHAT_MESSAGE)) { readStamp(text, events, now); return }
-    const frame = JSON.parse(text) as { type: string, ref?: string, code?: string }
+    if (text.startsWith(CHAT_MESSAGE)) {
+      if (events.message === undefined) readStamp(text, events, now)
+      else events.message(socket, JSON.parse(text) as DeliveredMessage, now)
+      return
+    }
+    const frame = JSON.parse(text) as { type: string, ref?: string, code?: string, room?: string, seq?: number }
     const ref = frame.ref ?? ''
     switch (frame.type) {
-      case 'ack': events.acked(socket, Number(ref), now); break
+      case 'ack': events.acked(socket, Number(ref), now, { room: frame.room ?? '', seq: frame.seq ?? 0 }); break
       case 'welcome': accepted(); break
       case 'joined': replies.get(ref)?.(true, text); replies.delete(ref); break
       case 'error': {

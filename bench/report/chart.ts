@@ -5,10 +5,11 @@
 // Every panel is the same horizontal bar chart: groups (one per step) of clusters (one per server)
 // of bars (p50/p90/p99, or one figure). Horizontal bars leave room for long step and server names
 // on the left and for each bar's value at its end.
-import { SERVER_LABELS, SERVERS, type BenchRun, type Percentiles, type ResultRow, type ScenarioName, type ServerName } from './results.js'
+import { SERVER_LABELS, SERVERS, type BenchRun, type Percentiles, type ResultRow, type RowScenario, type ServerName } from './results.js'
 
 const SERVER_COLOURS: Readonly<Record<ServerName, string>> = {
   chat: '#1f77b4',
+  'chat-cluster': '#17becf',
   'uws-raw': '#2ca02c',
   socketio: '#d62728',
   'socketio-insert': '#ff7f0e',
@@ -85,7 +86,7 @@ export function renderChart (run: BenchRun): string {
 // ---- data: rows → panels ----
 
 function buildPanels (rows: readonly ResultRow[]): Panel[] {
-  const of = (scenario: ScenarioName): ResultRow[] => rows.filter((row) => row.scenario === scenario)
+  const of = (scenario: RowScenario): ResultRow[] => rows.filter((row) => row.scenario === scenario)
   const fanouts = [...of('fanout'), ...of('small-rooms')]
   const panels: Array<Panel | null> = [
     latencyPanel('fan-out: delivery latency', 'send → message at each receiver', of('fanout'), (row) => row.delivery),
@@ -96,7 +97,9 @@ function buildPanels (rows: readonly ResultRow[]): Panel[] {
     figurePanel('server CPU per message', 'user + system CPU of the server process per acked message', 'µs', 'log', of('ingest'), (row) => row.cpuUsPerMessage),
     figurePanel('memory per socket', 'server RSS growth per socket', 'KB', 'linear', of('memory'), (row) => row.rssKbPerSocket),
     figurePanel('connect: upgrade rate', 'WebSocket upgrades per second', 'upgrades/s', 'linear', of('connect'), (row) => row.upgradesPerSecond),
-    figurePanel('REST: request rate', 'requests per second', 'requests/s', 'linear', of('rest'), (row) => row.requestsPerSecond)
+    figurePanel('REST: request rate', 'requests per second', 'requests/s', 'linear', of('rest'), (row) => row.requestsPerSecond),
+    latencyPanel('cluster: delivery latency by receiver', 'send on node 1 → message at receivers on node 1 and on the other nodes', of('cluster-latency'), (row) => row.delivery),
+    figurePanel('cluster: server CPU per delivered frame', 'user + system CPU of every node, summed, one room', 'µs', 'linear', of('cluster-cpu'), (row) => row.cpuUsPerDelivery)
   ]
   return panels.filter((panel): panel is Panel => panel !== null)
 }
@@ -258,7 +261,7 @@ function renderAxis (scale: Scale, top: number, bottom: number, unit: string): s
 function renderLegend (rows: readonly ResultRow[], top: number): Block {
   const present = SERVERS.filter((server) => rows.some((row) => row.server === server))
   const items = present.map((server) => ({ label: SERVER_LABELS[server], swatch: swatch(SERVER_COLOURS[server]) }))
-  if (rows.some((row) => row.scenario === 'fanout' || row.scenario === 'small-rooms' || row.scenario === 'ingest')) {
+  if (rows.some((row) => row.scenario === 'fanout' || row.scenario === 'small-rooms' || row.scenario === 'ingest' || row.scenario === 'cluster-latency')) {
     items.push({ label: 'latency bars: p50, p90, p99 (lighter = higher percentile)', swatch: percentileSwatch() })
   }
   if (rows.some((row) => row.generatorBound)) {

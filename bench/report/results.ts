@@ -2,18 +2,61 @@
 // table, the chart and the smoke test.
 
 /** The servers a run measures: ours, and the peers in bench/peers/. */
-export const SERVERS = ['chat', 'uws-raw', 'socketio', 'socketio-insert', 'chat-fastify-listener'] as const
+export const SERVERS = ['chat', 'chat-cluster', 'uws-raw', 'socketio', 'socketio-insert', 'chat-fastify-listener'] as const
 export type ServerName = typeof SERVERS[number]
 
 export const SERVER_LABELS: Readonly<Record<ServerName, string>> = {
   chat: 'this server',
+  'chat-cluster': 'this server, nodes on Redis',
   'uws-raw': 'raw uWS pub/sub',
   socketio: 'Socket.IO 4',
   'socketio-insert': 'Socket.IO 4 + INSERT per message',
   'chat-fastify-listener': 'same Fastify app, own listener'
 }
 
-export type ScenarioName = 'fanout' | 'small-rooms' | 'ingest' | 'memory' | 'connect' | 'rest'
+/** The scenarios a run can select (`--only`). */
+export type ScenarioName = 'fanout' | 'small-rooms' | 'ingest' | 'memory' | 'connect' | 'rest' | 'cluster'
+
+/** What a row measured: a scenario, or one of the cluster scenario's three parts (each its own table). */
+export type RowScenario = Exclude<ScenarioName, 'cluster'> | 'cluster-latency' | 'cluster-cpu' | 'cluster-outage'
+
+/** Every receiver's `message` seqs against what its room acked (the cluster scenario checks them). */
+export interface SequenceCheck {
+  readonly receivers: number
+  /** Deliveries due: for each receiver, every acked message of its room it did not send itself. */
+  readonly expected: number
+  /** Acked messages a receiver never got. */
+  readonly lost: number
+  /** Seqs a receiver got more than once (or got as `message` although it sent them). */
+  readonly duplicated: number
+  /** Seqs that arrived after a higher one. */
+  readonly outOfOrder: number
+  /** Sockets the server closed while they were in use (each misses what came after). */
+  readonly closed: number
+}
+
+/** What a Redis outage cost, seen from the sockets (the cluster scenario's third part). */
+export interface OutageFigures {
+  /** From SIGTERM to the restarted redis-server answering PING. */
+  readonly seconds: number
+  /** Messages sent during the outage, and acks that arrived during it: the database was up. */
+  readonly sentDuring: number
+  readonly ackedDuring: number
+  /** Send → ack of the messages sent during the outage. */
+  readonly ackDuring: Percentiles
+  /** Deliveries due to receivers on another node than the sender, of messages sent during the outage. */
+  readonly crossNodeDue: number
+  /** Of those, delivered before Redis was back (the nodes' periodic database checks). */
+  readonly deliveredDuring: number
+  /** Of those, delivered only after Redis was back (the repair from the database). */
+  readonly deliveredAfter: number
+  /** Send → message of those deliveries, wherever they came from. */
+  readonly crossNodeDelivery: Percentiles
+  /** Per receiver on another node than some sender: how many it got only after Redis was back. */
+  readonly perReceiverAfter: { readonly receivers: number, readonly mean: number, readonly max: number }
+  /** Redis back → every receiver holds every message acked before then; null if some never arrived. */
+  readonly repairMs: number | null
+}
 
 /** Latency percentiles in milliseconds; null when nothing was measured. */
 export interface Percentiles { readonly p50: number | null, readonly p90: number | null, readonly p99: number | null, readonly max: number | null }
@@ -23,7 +66,7 @@ export interface Percentiles { readonly p50: number | null, readonly p90: number
  * scenarios measure different things; what a scenario fills in is listed in its module.
  */
 export interface ResultRow {
-  readonly scenario: ScenarioName
+  readonly scenario: RowScenario
   readonly server: ServerName
   /** What the step offered, in words: "200 msg/s", "15,000 sockets", "GET /health". */
   readonly step: string
@@ -45,6 +88,14 @@ export interface ResultRow {
   readonly cpuUsPerMessage?: number
   /** Database backends' CPU per stored message (real Postgres only), in microseconds. */
   readonly databaseCpuUsPerMessage?: number
+  /** A cluster's Redis CPU per acked message, in microseconds. */
+  readonly redisCpuUsPerMessage?: number
+  /** Server processes whose CPU the row sums (a cluster's nodes). */
+  readonly nodes?: number
+  /** Sockets in the step. */
+  readonly sockets?: number
+  readonly sequence?: SequenceCheck
+  readonly outage?: OutageFigures
   readonly cpuUsPerRequest?: number
   readonly cpuUsPerUpgrade?: number
   /** Server RSS growth per socket, in KB. */

@@ -1,5 +1,5 @@
 // The issue's targets, checked against one run's own rows: ratios between servers measured in the
-// same run on the same machine.
+// same run on the same machine; and API.md's cluster guarantee, checked on every receiver.
 import { INGEST_P99_LIMIT_MS } from '../scenarios/ingest.js'
 import type { BenchRun, ResultRow, ServerName, TargetCheck } from './results.js'
 
@@ -105,5 +105,31 @@ export function checkTargets (run: Pick<BenchRun, 'rows' | 'database'>): TargetC
             measured: `${x(chatRate / insertRate)} (${chatRate} vs ${insertRate} msg/s, highest rates with ack p99 ≤ 50 ms)`,
             met: chatRate >= 10 * insertRate
           })
+
+  const sequences = rows.filter((row) => row.scenario === 'cluster-latency' && row.sequence !== undefined)
+  const flawed = (row: ResultRow): number => row.sequence!.lost + row.sequence!.duplicated + row.sequence!.outOfOrder + row.sequence!.closed
+  checks.push(sequences.length === 0
+    ? { target: 'cluster: every receiver, on any node, gets each acked message once, in seq order', measured: 'not measured', met: null }
+    : {
+        target: 'cluster: every receiver, on any node, gets each acked message once, in seq order',
+        measured: sequences.map((row) => `${row.step}: ${describe(row)}`).join('; '),
+        met: sequences.every((row) => flawed(row) === 0)
+      })
+
+  const outage = rows.find((row) => row.scenario === 'cluster-outage' && row.outage !== undefined)
+  checks.push(outage === undefined
+    ? { target: 'cluster: after a Redis outage every receiver holds every acked message, once, in order, without a rejoin', measured: 'not measured', met: null }
+    : {
+        target: 'cluster: after a Redis outage every receiver holds every acked message, once, in order, without a rejoin',
+        measured: `${outage.outage!.repairMs === null ? 'never complete' : `complete ${outage.outage!.repairMs} ms after Redis was back`}, ${describe(outage)}`,
+        met: outage.outage!.repairMs !== null && flawed(outage) === 0
+      })
   return checks
+}
+
+/** "0 of 5,400 lost, 0 duplicated, 0 out of order" (and sockets the server closed, if any). */
+function describe (row: ResultRow): string {
+  const check = row.sequence!
+  return `${check.lost} of ${check.expected.toLocaleString('en-US')} lost, ${check.duplicated} duplicated, ${check.outOfOrder} out of order` +
+    (check.closed > 0 ? `, ${check.closed} sockets closed` : '')
 }

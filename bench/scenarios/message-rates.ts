@@ -1,13 +1,13 @@
 // The shape the fan-out, small-rooms and ingest scenarios share: open and join the sockets, then
 // rising message rates until a step says the server is past its limit.
 import { createMessageLoad } from '../load/message-load.js'
-import type { ResultRow, ScenarioName } from '../report/results.js'
+import type { ResultRow, RowScenario } from '../report/results.js'
 import type { BenchServer } from '../server-process.js'
 import type { LoadSocket } from '../load/socket-client.js'
 import { closeAll, joinAll, openSockets, thousands, type ScenarioContext } from './scenario.js'
 
 export interface MessageRates {
-  readonly scenario: ScenarioName
+  readonly scenario: RowScenario
   readonly sockets: number
   readonly rates: readonly number[]
   /** Each socket's room; every socket in it but the sender receives each message. */

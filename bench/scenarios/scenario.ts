@@ -17,7 +17,8 @@ export interface ScenarioContext {
   record (row: ResultRow): void
 }
 
-export type WebSocketServerName = Exclude<ServerName, 'chat-fastify-listener'>
+/** The servers one process serves sockets for: not the REST-only listener, not the cluster (which starts its own). */
+export type WebSocketServerName = Exclude<ServerName, 'chat-fastify-listener' | 'chat-cluster'>
 
 /** A scenario over WebSocket servers: run once per server it lists, on a server already started. */
 export interface SocketScenario {
