@@ -24,7 +24,18 @@ export default fp(async (fastify) => {
     maxRetriesPerRequest: 1,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000)
   })
-  redis.on('error', (error) => fastify.log.warn({ err: error }, 'redis connection problem'))
+  // Once per outage, not per reconnect attempt: an operator needs when it started and when it ended.
+  let down = false
+  redis.on('error', (error) => {
+    if (down) return
+    down = true
+    fastify.log.warn({ err: error }, 'redis connection problem; reconnecting')
+  })
+  redis.on('ready', () => {
+    if (!down) return
+    down = false
+    fastify.log.info('redis connection is back')
+  })
   fastify.decorate('redis', redis)
   fastify.addHook('onClose', async () => {
     redis.disconnect()

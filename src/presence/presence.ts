@@ -4,6 +4,7 @@ import type { PresenceEvent } from '../protocol/frames.js'
 import type { User } from '../protocol/resources.js'
 import type { RoomEvent } from '../fanout/room-feed.js'
 import type { Socket } from '../fanout/socket-state.js'
+import { AppError } from '../errors.js'
 import { createFailureLog } from './failure-log.js'
 import type { OnlineUser, PresenceChange, PresenceStore } from './presence-store.js'
 
@@ -77,6 +78,8 @@ function release (counts: Map<string, number>, key: string): number {
 export function createPresence (deps: PresenceDeps): Presence {
   const { store, broadcast } = deps
   const users = new Map<string, number>()
+  /** Usernames of the users with a socket here, for this node's own view while the store is away. */
+  const names = new Map<string, string>()
   // Keyed by room and user id together: one small entry per (room, user) this node holds.
   const members = new Map<string, number>()
   const memberKey = (roomId: string, userId: string): string => `${roomId}\n${userId}`
@@ -92,6 +95,24 @@ export function createPresence (deps: PresenceDeps): Presence {
       health.failed(error)
       return null
     }
+  }
+
+  /** A read someone waits for: a store that is away is `unavailable`, not an internal error. */
+  const answered = async <R>(call: Promise<R>): Promise<R> => {
+    const result = await background(call)
+    if (result === null) throw new AppError('unavailable', 'presence is not reachable right now; retry shortly')
+    return result
+  }
+
+  /** Who has a socket in the room on this node: all a join can be told while the store is away. */
+  const localOnline = (roomId: string): OnlineUser[] => {
+    const online: OnlineUser[] = []
+    for (const key of members.keys()) {
+      const [room, userId = ''] = key.split('\n')
+      const username = names.get(userId)
+      if (room === roomId && username !== undefined) online.push({ userId, username })
+    }
+    return online
   }
 
   // A store promises its changes apply in call order, not that its answers arrive in it: each
@@ -163,20 +184,25 @@ export function createPresence (deps: PresenceDeps): Presence {
   return {
     connected (user) {
       if (hold(users, user.id) > 1) return
+      names.set(user.id, user.username)
       deps.seen(user.id)
       void background(store.connect({ userId: user.id, username: user.username }))
     },
     disconnected (user) {
       if (release(users, user.id) > 0) return
+      names.delete(user.id)
       deps.seen(user.id)
       void background(store.disconnect(user.id))
     },
     async entered (roomId, user, ws) {
       const key = memberKey(roomId, user.id)
       if (hold(members, key) === 1) {
-        await announce(key, store.join(roomId, { userId: user.id, username: user.username }), () => presenceEvent(roomId, user, 'online'), roomId, ws)
+        // A store that is away announces nothing now (the join still succeeds, on this node's
+        // own view); the store re-asserts the claim from its own copy once it is back.
+        const joined = background(store.join(roomId, { userId: user.id, username: user.username })).then((first) => first === true)
+        await announce(key, joined, () => presenceEvent(roomId, user, 'online'), roomId, ws)
       }
-      return await store.online(roomId)
+      return await background(store.online(roomId)) ?? localOnline(roomId)
     },
     exited (roomId, user) {
       const key = memberKey(roomId, user.id)
@@ -186,8 +212,8 @@ export function createPresence (deps: PresenceDeps): Presence {
       // A failed leave announces nothing; `background` has logged it.
       announce(key, leaving, () => presenceEvent(roomId, user, 'offline'), roomId, null).catch(() => {})
     },
-    online: async (roomId) => await store.online(roomId),
-    isOnline: async (userId) => await store.isOnline(userId),
+    online: async (roomId) => await answered(store.online(roomId)),
+    isOnline: async (userId) => await answered(store.isOnline(userId)),
     async close () {
       clearInterval(ticking)
       await everyAnnouncement()
