@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Test } from 'tap'
 import type { Bus, BusEnvelope } from '../../src/bus/bus.js'
+import { range, waitUntil } from './chat.js'
 
 /**
  * The Bus contract (src/bus/bus.ts), run against any implementation.
@@ -19,23 +20,6 @@ export interface BusHarness {
 export type BusFactory = () => Promise<BusHarness>
 
 interface Received { readonly roomId: string, readonly envelope: BusEnvelope }
-
-// Waiting and counting, here rather than from chat.ts, whose tokens.ts loads the whole server:
-// the bus tests need nothing of it.
-
-/** Polls `check` every 5 ms until it holds; throws with `what` (made only on failure) after `ms`. */
-export async function waitUntil (check: () => boolean, ms: number, what: string | (() => string)): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${typeof what === 'string' ? what : what()}`)
-    await delay(5)
-  }
-}
-
-/** The integers `from..to`, both included. */
-export function range (from: number, to: number): number[] {
-  return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
-}
 
 /** How long anything the contract waits for may take: far more than any bus needs, so no test hangs. */
 const WAIT_MS = 10_000

@@ -5,7 +5,8 @@ import t, { type Test } from 'tap'
 import type { Bus, BusEnvelope } from '../../src/bus/bus.js'
 import { createRedisBus, type RedisBusOptions } from '../../src/bus/redis-bus.js'
 import type { Log } from '../../src/logger.js'
-import { busContract, waitUntil } from '../helpers/bus-contract.js'
+import { busContract } from '../helpers/bus-contract.js'
+import { waitUntil } from '../helpers/chat.js'
 import { proxyUrl } from '../helpers/tcp-proxy.js'
 
 // The Redis bus against a real Redis (TEST_REDIS_URL), in both pub/sub modes. Every network gets a

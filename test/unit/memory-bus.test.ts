@@ -3,7 +3,8 @@ import t from 'tap'
 import type { Bus, BusEnvelope } from '../../src/bus/bus.js'
 import { decodeEnvelope, encodeEnvelope } from '../../src/bus/envelope.js'
 import { createMemoryBusNetwork } from '../../src/bus/memory-bus.js'
-import { busContract, range, waitUntil } from '../helpers/bus-contract.js'
+import { busContract } from '../helpers/bus-contract.js'
+import { range, waitUntil } from '../helpers/chat.js'
 
 await busContract(t, 'memory', async () => {
   const network = createMemoryBusNetwork()
