@@ -96,7 +96,7 @@ export function createRealtime (options: RealtimeOptions): Realtime {
       lastSeqs: async (roomIds) => await roomLastSeqs(db, roomIds),
       published
     },
-    // Called only for envelopes of rooms joined through the gateway, so it exists by then.
+    // Called only once the node serves (a removal over REST, or from another node), when the gateway exists.
     revoked: (roomId, userId) => { gateway.revoke(roomId, userId) },
     resume: (ws) => { outbox.closeToResume(ws) },
     checkEveryMs: options.feedCheckMs,
