@@ -83,9 +83,11 @@ function trustProxyOption (trust: Config['http']['trustProxy']): FastifyServerOp
 
 function errorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const { status, body, retryAfter } = describe(error)
-  // An AppError is a deliberate answer (a draining node, /ready saying what is down), not a failure to log per request.
-  if (status === 503 && !(error instanceof AppError)) request.log.warn({ err: error }, 'request failed: database unavailable')
-  else if (status >= 500) request.log.error({ err: error }, 'request failed')
+  // A 503 AppError is a deliberate answer (a draining node, /ready saying what is down, a store
+  // that is away and logs that once itself), not a failure to log per request.
+  if (status === 503) {
+    if (!(error instanceof AppError)) request.log.warn({ err: error }, 'request failed: database unavailable')
+  } else if (status >= 500) request.log.error({ err: error }, 'request failed')
   if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter))
   void reply.code(status).send(body)
 }
