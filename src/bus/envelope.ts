@@ -50,3 +50,18 @@ export function decodeEnvelope (frame: string): DecodedEnvelope | null {
   if (!Number.isSafeInteger(seq) || seq < 0 || String(seq) !== field) return null
   return { nodeId, envelope: { kind: 'message', seq, text } }
 }
+
+/**
+ * Another node's envelope from a frame the bus received, counted as received; null (nothing to
+ * hand on) for this node's own echo, or for a frame that does not decode, counted as dropped.
+ */
+export function foreignEnvelope (frame: string, ownNodeId: string, counts: { received: number, dropped: number }): BusEnvelope | null {
+  const decoded = decodeEnvelope(frame)
+  if (decoded === null) {
+    counts.dropped++
+    return null
+  }
+  if (decoded.nodeId === ownNodeId) return null
+  counts.received++
+  return decoded.envelope
+}

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import type { Log } from '../logger.js'
 import type { Bus, BusEnvelope, BusProblem, BusStats } from './bus.js'
-import { assertNodeId, decodeEnvelope, encodeEnvelope } from './envelope.js'
+import { assertNodeId, encodeEnvelope, foreignEnvelope } from './envelope.js'
 
 export interface RedisBusOptions {
   readonly url: string
@@ -181,15 +181,10 @@ export function createRedisBus (options: RedisBusOptions): Bus {
     const roomId = channel.slice(roomPrefix.length)
     // Unsubscribed: Redis may still send what it had queued before the UNSUBSCRIBE.
     if (!rooms.has(roomId)) return
-    const decoded = decodeEnvelope(frame)
-    if (decoded === null) {
-      stats.dropped++
-      return
-    }
-    if (decoded.nodeId === nodeId) return
-    stats.received++
+    const envelope = foreignEnvelope(frame, nodeId, stats)
+    if (envelope === null) return
     try {
-      envelopeHandler?.(roomId, decoded.envelope)
+      envelopeHandler?.(roomId, envelope)
     } catch (error) {
       // Thrown inside ioredis's reply parser it would take the connection down with it.
       log.error({ err: error, roomId }, 'redis bus: the envelope handler threw')
