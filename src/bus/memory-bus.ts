@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Bus, BusEnvelope, BusProblem, BusStats } from './bus.js'
-import { assertNodeId, decodeEnvelope, encodeEnvelope } from './envelope.js'
+import { assertNodeId, encodeEnvelope, foreignEnvelope } from './envelope.js'
 
 /** Faults a test injects into one node of a memory network. */
 export interface MemoryBusControls {
@@ -50,14 +50,8 @@ export function createMemoryBusNetwork (): MemoryBusNetwork {
       deliver (roomId, frame) {
         // Checked again on arrival: a node unsubscribed, cut off or closed meanwhile gets nothing.
         if (!member.wants(roomId)) return
-        const decoded = decodeEnvelope(frame)
-        if (decoded === null) {
-          stats.dropped++
-          return
-        }
-        if (decoded.nodeId === nodeId) return
-        stats.received++
-        envelopeHandler?.(roomId, decoded.envelope)
+        const envelope = foreignEnvelope(frame, nodeId, stats)
+        if (envelope !== null) envelopeHandler?.(roomId, envelope)
       }
     }
     members.set(nodeId, member)
@@ -74,7 +68,9 @@ export function createMemoryBusNetwork (): MemoryBusNetwork {
         if (dropping?.(roomId, envelope) === true) return
         // Receivers are those subscribed now, as Redis decides at PUBLISH; one immediate per
         // publish keeps each publisher's order.
-        const receivers = [...members.values()].filter((m) => m.wants(roomId))
+        // Its own echo would be dropped on arrival: a lone node (the single-node default) schedules nothing.
+        const receivers = [...members.values()].filter((m) => m !== member && m.wants(roomId))
+        if (receivers.length === 0) return
         setImmediate(() => {
           for (const receiver of receivers) receiver.deliver(roomId, frame)
         })
