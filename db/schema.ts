@@ -42,11 +42,47 @@ export interface MessagesTable {
   created_at: CreatedAt
 }
 
+/** A user's read position in a room; never moves backwards and never past the room's `last_seq`. */
+export interface ReadPositionsTable {
+  room_id: string
+  user_id: string
+  read_seq: Int8
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>
+}
+
+/** One login: the family its rotated refresh tokens belong to. Revoked on logout or on reuse of a spent token. */
+export interface LoginsTable {
+  id: Generated<string>
+  user_id: string
+  created_at: CreatedAt
+  revoked_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
+}
+
+export interface RefreshTokensTable {
+  /** SHA-256 of the opaque token; the token itself is never stored. */
+  token_hash: string
+  login_id: string
+  created_at: CreatedAt
+  expires_at: ColumnType<Date, Date | string, Date | string>
+  /** Set when the token is exchanged; a second exchange of the same token is reuse. */
+  spent_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
+}
+
+/** One row: the random id this database was given when it was created. */
+export interface DatabaseIdentityTable {
+  id: string
+  created_at: CreatedAt
+}
+
 export interface Database {
   users: UsersTable
   rooms: RoomsTable
   room_members: RoomMembersTable
   messages: MessagesTable
+  read_positions: ReadPositionsTable
+  logins: LoginsTable
+  refresh_tokens: RefreshTokensTable
+  database_identity: DatabaseIdentityTable
 }
 
 export type UserRow = Selectable<UsersTable>

@@ -11,6 +11,7 @@ import realtimePlugin, { type ClusterOverride } from '../plugins/infra/realtime.
 import authRoutes from '../plugins/routes/auth.js'
 import healthRoutes from '../plugins/routes/health.js'
 import historyRoutes from '../plugins/routes/history.js'
+import memberRoutes from '../plugins/routes/members.js'
 import presenceRoutes from '../plugins/routes/presence.js'
 import roomRoutes from '../plugins/routes/rooms.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
@@ -70,6 +71,7 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
   await app.register(healthRoutes)
   await app.register(authRoutes)
   await app.register(roomRoutes)
+  await app.register(memberRoutes)
   await app.register(historyRoutes)
   await app.register(presenceRoutes)
   return app

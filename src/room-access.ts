@@ -3,7 +3,8 @@ import { findRoomForUser } from '../db/repositories/rooms.repository.js'
 import type { Database, RoomRow } from '../db/schema.js'
 import { AppError } from './errors.js'
 
-export interface RoomAccess { readonly room: RoomRow, readonly member: boolean }
+/** `readSeq`: the user's read position in the room (0 if never read). */
+export interface RoomAccess { readonly room: RoomRow, readonly member: boolean, readonly readSeq: number }
 
 /**
  * The room and whether `userId` is a member; unknown rooms are `not_found`. What a non-member may

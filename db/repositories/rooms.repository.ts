@@ -21,30 +21,40 @@ export async function findRoom (db: Kysely<Database>, id: string): Promise<RoomR
   return (await db.selectFrom('rooms').selectAll().where('id', '=', id).executeTakeFirst()) ?? null
 }
 
+/** A room with the position of the user it was read for (0 when they never read it). */
+export type RoomWithReadSeq = RoomRow & { read_seq: number }
+
 /** Public rooms and the private rooms `userId` belongs to, by id in byte order whatever the database's collation. */
-export async function listVisibleRooms (db: Kysely<Database>, userId: string): Promise<RoomRow[]> {
-  return await db.selectFrom('rooms').selectAll()
+export async function listVisibleRooms (db: Kysely<Database>, userId: string): Promise<RoomWithReadSeq[]> {
+  const rows = await db.selectFrom('rooms')
+    .leftJoin('read_positions', (join) => join.onRef('read_positions.room_id', '=', 'rooms.id').on('read_positions.user_id', '=', userId))
+    .selectAll('rooms')
+    .select('read_positions.read_seq')
     .where((eb) => eb.or([
       eb('private', '=', false),
       eb.exists(eb.selectFrom('room_members').select('user_id')
         .whereRef('room_members.room_id', '=', 'rooms.id')
         .where('room_members.user_id', '=', userId))
     ]))
-    .orderBy(sql`id collate "C"`)
+    .orderBy(sql`rooms.id collate "C"`)
     .execute()
+  return rows.map(({ read_seq: readSeq, ...room }) => ({ ...room, read_seq: Number(readSeq ?? 0) }))
 }
 
-/** The room with whether `userId` belongs to it, in one round trip. */
-export async function findRoomForUser (db: Kysely<Database>, roomId: string, userId: string): Promise<{ room: RoomRow, member: boolean } | null> {
-  const row = await db.selectFrom('rooms').selectAll('rooms')
+/** The room with whether `userId` belongs to it and their read position, in one round trip. */
+export async function findRoomForUser (db: Kysely<Database>, roomId: string, userId: string): Promise<{ room: RoomRow, member: boolean, readSeq: number } | null> {
+  const row = await db.selectFrom('rooms')
+    .leftJoin('read_positions', (join) => join.onRef('read_positions.room_id', '=', 'rooms.id').on('read_positions.user_id', '=', userId))
+    .selectAll('rooms')
+    .select('read_positions.read_seq')
     .select((eb) => eb.exists(eb.selectFrom('room_members').select('user_id')
       .whereRef('room_members.room_id', '=', 'rooms.id')
       .where('room_members.user_id', '=', userId)).as('member'))
     .where('rooms.id', '=', roomId)
     .executeTakeFirst()
   if (row === undefined) return null
-  const { member, ...room } = row
-  return { room, member: Boolean(member) }
+  const { member, read_seq: readSeq, ...room } = row
+  return { room, member: Boolean(member), readSeq: Number(readSeq ?? 0) }
 }
 
 /** Idempotent: adding a member twice leaves one membership. */

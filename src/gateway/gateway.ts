@@ -173,7 +173,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       if (own === undefined) byUser.set(user.id, own = new Set())
       own.add(ws)
       presence.connected(user)
-      outbox.send(ws, { type: 'welcome', user: { id: user.id, username: user.username }, heartbeat: options.heartbeatSeconds })
+      outbox.send(ws, { type: 'welcome', user: { id: user.id, username: user.username }, heartbeat: options.heartbeatSeconds, expiresAt: new Date(ws.getUserData().expiresAt).toISOString() })
       armExpiry(ws)
     },
 

@@ -120,7 +120,7 @@ export function createMembership (deps: MembershipDeps): Membership {
         }
         feed.subscribe(buffer)
         state.rooms.set(roomId, 'joined')
-        outbox.send(ws, { type: 'joined', room: roomId, lastSeq: Math.max(last, lastSeq), online, ...(ref === undefined ? {} : { ref }) })
+        outbox.send(ws, { type: 'joined', room: roomId, lastSeq: Math.max(last, lastSeq), online, readSeq: access.readSeq, ...(ref === undefined ? {} : { ref }) })
         // Typing and presence sent while the socket was joining come after the `online` snapshot:
         // applied on top of it, in order, they leave the client with the current state. Those
         // about its own user are stale (it is online now) or its own typing elsewhere: skipped.

@@ -27,13 +27,28 @@ export const MessageFrame = Type.Object({
 })
 export const TypingFrame = Type.Object({ type: Type.Literal('typing'), room: RoomId, typing: Type.Boolean(), ref: Type.Optional(Ref) })
 export const PingFrame = Type.Object({ type: Type.Literal('ping'), ref: Type.Optional(Ref) })
+/** Moves the sender's read position in a joined room (clamped to the room's lastSeq, never backwards). */
+export const ReadFrame = Type.Object({
+  type: Type.Literal('read'),
+  room: RoomId,
+  seq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+  ref: Type.Optional(Ref)
+})
+/** A fresh access token for the socket's user: the socket then lives until the later expiry. */
+export const AuthFrame = Type.Object({
+  type: Type.Literal('auth'),
+  token: Type.String({ minLength: 1, maxLength: 8192 }),
+  ref: Type.Optional(Ref)
+})
 
 export type JoinFrame = Static<typeof JoinFrame>
 export type LeaveFrame = Static<typeof LeaveFrame>
 export type MessageFrame = Static<typeof MessageFrame>
 export type TypingFrame = Static<typeof TypingFrame>
 export type PingFrame = Static<typeof PingFrame>
-export type ClientFrame = JoinFrame | LeaveFrame | MessageFrame | TypingFrame | PingFrame
+export type ReadFrame = Static<typeof ReadFrame>
+export type AuthFrame = Static<typeof AuthFrame>
+export type ClientFrame = JoinFrame | LeaveFrame | MessageFrame | TypingFrame | PingFrame | ReadFrame | AuthFrame
 
 /** Each client frame's schema by its `type`, so a frame is checked against one schema, not a union. */
 export const CLIENT_FRAMES = {
@@ -41,7 +56,9 @@ export const CLIENT_FRAMES = {
   leave: LeaveFrame,
   message: MessageFrame,
   typing: TypingFrame,
-  ping: PingFrame
+  ping: PingFrame,
+  read: ReadFrame,
+  auth: AuthFrame
 } as const
 
 /** Close codes of API.md, plus 1013 (IANA "try again later") for a socket too slow to keep up. */
@@ -55,6 +72,7 @@ export const CloseCode = {
 
 export const SocketErrorCode = Type.Union([
   Type.Literal('bad_request'),
+  Type.Literal('unauthorized'),
   Type.Literal('forbidden'),
   Type.Literal('not_found'),
   Type.Literal('rate_limited'),
@@ -66,8 +84,16 @@ export type SocketErrorCode = Static<typeof SocketErrorCode>
 const OptionalRef = { ref: Type.Optional(Type.String()) }
 const OnlineUser = Type.Object({ userId: Type.String(), username: Type.String() })
 
-export const WelcomeEvent = Type.Object({ type: Type.Literal('welcome'), user: User, heartbeat: Type.Integer() })
-export const JoinedEvent = Type.Object({ type: Type.Literal('joined'), room: RoomId, lastSeq: Type.Integer(), online: Type.Array(OnlineUser), ...OptionalRef })
+/** `expiresAt`: when the socket closes with 1008 unless an `auth` frame moves it. */
+export const WelcomeEvent = Type.Object({ type: Type.Literal('welcome'), user: User, heartbeat: Type.Integer(), expiresAt: Type.String({ format: 'date-time' }) })
+export const JoinedEvent = Type.Object({
+  type: Type.Literal('joined'),
+  room: RoomId,
+  lastSeq: Type.Integer(),
+  online: Type.Array(OnlineUser),
+  readSeq: Type.Integer({ minimum: 0 }),
+  ...OptionalRef
+})
 /** `reason: "removed"` (our addition) when the server ends the membership: the user was removed from a private room. */
 export const LeftEvent = Type.Object({ type: Type.Literal('left'), room: RoomId, reason: Type.Optional(Type.Literal('removed')), ...OptionalRef })
 export const AckEvent = Type.Object({
@@ -88,6 +114,12 @@ export const PresenceEvent = Type.Object({
   username: Type.String(),
   status: Type.Union([Type.Literal('online'), Type.Literal('offline')])
 })
+/** The reply to `read`: the reader's position after the move (unchanged when the frame asked for less). */
+export const ReadEvent = Type.Object({ type: Type.Literal('read'), room: RoomId, readSeq: Type.Integer({ minimum: 0 }), ...OptionalRef })
+/** A member's read position in the room moved (never sent for the author's own message: that is the ack). */
+export const ReceiptEvent = Type.Object({ type: Type.Literal('receipt'), room: RoomId, userId: Type.String(), username: Type.String(), readSeq: Type.Integer({ minimum: 0 }) })
+/** The reply to `auth`: the socket's expiry now. */
+export const AuthedEvent = Type.Object({ type: Type.Literal('authed'), expiresAt: Type.String({ format: 'date-time' }), ...OptionalRef })
 export const PongEvent = Type.Object({ type: Type.Literal('pong'), ...OptionalRef })
 export const ErrorEvent = Type.Object({ type: Type.Literal('error'), code: SocketErrorCode, message: Type.String(), ...OptionalRef })
 
@@ -98,6 +130,10 @@ export type AckEvent = Static<typeof AckEvent>
 export type MessageEvent = Static<typeof MessageEvent>
 export type TypingEvent = Static<typeof TypingEvent>
 export type PresenceEvent = Static<typeof PresenceEvent>
+export type ReadEvent = Static<typeof ReadEvent>
+export type ReceiptEvent = Static<typeof ReceiptEvent>
+export type AuthedEvent = Static<typeof AuthedEvent>
 export type PongEvent = Static<typeof PongEvent>
 export type ErrorEvent = Static<typeof ErrorEvent>
-export type ServerFrame = WelcomeEvent | JoinedEvent | LeftEvent | AckEvent | MessageEvent | TypingEvent | PresenceEvent | PongEvent | ErrorEvent
+export type ServerFrame = WelcomeEvent | JoinedEvent | LeftEvent | AckEvent | MessageEvent | TypingEvent | PresenceEvent |
+  ReadEvent | ReceiptEvent | AuthedEvent | PongEvent | ErrorEvent

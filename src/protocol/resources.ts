@@ -20,7 +20,11 @@ export const Room = Type.Object({
   private: Type.Boolean(),
   createdBy: Type.Union([Id, Type.Null()]),
   createdAt: Type.String({ format: 'date-time' }),
-  lastSeq: Type.Integer({ minimum: 0 })
+  lastSeq: Type.Integer({ minimum: 0 }),
+  /** The caller's read position (0 if never read). */
+  readSeq: Type.Integer({ minimum: 0 }),
+  /** `lastSeq - readSeq`. */
+  unread: Type.Integer({ minimum: 0 })
 })
 export type Room = Static<typeof Room>
 
@@ -38,14 +42,19 @@ export type Message = Static<typeof Message>
 
 export const ErrorResponse = Type.Object({ error: Type.String(), message: Type.String() })
 
-export function toRoom (row: RoomRow): Room {
+/** A room as `readSeq`'s reader sees it. */
+export function toRoom (row: RoomRow, readSeq: number): Room {
+  const lastSeq = Number(row.last_seq)
   return {
     id: row.id,
     title: row.title,
     private: row.private,
     createdBy: row.created_by,
     createdAt: row.created_at.toISOString(),
-    lastSeq: Number(row.last_seq)
+    lastSeq,
+    readSeq,
+    // A position is clamped to last_seq when stored; the clamp here only guards a row read mid-race.
+    unread: Math.max(0, lastSeq - readSeq)
   }
 }
 

@@ -9,7 +9,7 @@ import { migrations } from '../../db/migrations/index.js'
 import type { Database } from '../../db/schema.js'
 import { backends } from '../helpers/backends.js'
 
-const APP_TABLES = ['messages', 'room_members', 'rooms', 'users']
+const APP_TABLES = ['database_identity', 'logins', 'messages', 'read_positions', 'refresh_tokens', 'room_members', 'rooms', 'users']
 const ALL_MIGRATIONS = Object.keys(migrations).sort()
 const NEWEST = ALL_MIGRATIONS[ALL_MIGRATIONS.length - 1] ?? ''
 
