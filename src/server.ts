@@ -8,7 +8,7 @@ import { buildApp } from './app.js'
 import { ConfigError, loadConfig, readEnvFile, type Config } from './config.js'
 import { createNodeDispatch } from './http/node-dispatch.js'
 import { createHttpBridge } from './http/uws-bridge.js'
-import { startListener } from './listener.js'
+import { ListenError, startListener } from './listener.js'
 import { loggerOptions } from './logger.js'
 
 export interface RunningServer {
@@ -89,7 +89,9 @@ async function main (): Promise<void> {
   try {
     server = await startServer(config, log)
   } catch (error) {
-    log.fatal({ err: error }, 'could not start')
+    // A port in use is an operator's mistake, not a bug: one line saying so, no stack.
+    if (error instanceof ListenError) log.fatal(`could not start: ${error.message}`)
+    else log.fatal({ err: error }, 'could not start')
     process.exit(1)
   }
   log.info({

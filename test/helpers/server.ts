@@ -41,7 +41,15 @@ export async function startTestServer (t: Test, backend: Backend, options: TestS
     ...options.env
   })
   const config: Config = { ...loaded, auth: { ...loaded.auth, scryptLogN: options.scryptLogN ?? 12 } }
-  const server = await startServer(config, false, options.openDatabase, options.cluster)
+  let server: RunningServer
+  try {
+    server = await startServer(config, false, options.openDatabase, options.cluster)
+  } catch (error) {
+    // A server that failed to start (a test of that, say) still leaves no database behind.
+    await drop()
+    rmSync(dataDir, { recursive: true, force: true })
+    throw error
+  }
   t.teardown(async () => {
     await server.close()
     await drop()
