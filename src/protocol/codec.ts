@@ -1,5 +1,6 @@
 import { Compile } from 'typebox/compile'
 import { CLIENT_FRAMES, type ClientFrame, type ServerFrame } from './frames.js'
+import { textFault } from './text.js'
 
 type FrameType = keyof typeof CLIENT_FRAMES
 
@@ -39,9 +40,12 @@ export function decodeFrame (data: ArrayBuffer, isBinary: boolean): Decoded {
     return { ok: false, message: describeProblem(checker, value), ref }
   }
   const frame = value as ClientFrame
-  // JSON escapes can spell half a surrogate pair; stored as UTF-8 it would come back changed.
-  if (frame.type === 'message' && !(frame.body.isWellFormed() && (frame.clientMsgId?.isWellFormed() ?? true))) {
-    return { ok: false, message: 'body and clientMsgId must be well-formed Unicode (no lone surrogates)', ref }
+  // Frames are flat: every text field is a direct property. A for-in over the few keys allocates nothing.
+  for (const key in frame) {
+    const field = (frame as Record<string, unknown>)[key]
+    if (typeof field !== 'string') continue
+    const fault = textFault(field)
+    if (fault !== null) return { ok: false, message: `${key}: ${fault}`, ref }
   }
   return { ok: true, frame }
 }

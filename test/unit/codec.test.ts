@@ -29,7 +29,7 @@ function refuses (t: Test, value: unknown, message: string, ref?: string, what?:
 const EMOJI = '\u{1F600}'
 
 t.test('every client frame type has a schema', async (t) => {
-  t.same(Object.keys(CLIENT_FRAMES).sort(), ['join', 'leave', 'message', 'ping', 'typing'])
+  t.same(Object.keys(CLIENT_FRAMES).sort(), ['auth', 'join', 'leave', 'message', 'ping', 'read', 'typing'])
 })
 
 t.test('valid frames of every type decode to themselves', async (t) => {
@@ -95,13 +95,14 @@ t.test('message body: 1-4000 characters counted in code points', async (t) => {
   refuses(t, { type: 'message', room: 'r', body: 42 }, 'body: must be string')
 })
 
-t.test('no NUL in body or clientMsgId', async (t) => {
-  const nul = 'must match pattern "^[^\\u0000]*$"'
+t.test('no NUL in any text field', async (t) => {
+  const nul = 'must not contain NUL (\\u0000)'
   refuses(t, { type: 'message', room: 'r', body: 'a\u0000b' }, `body: ${nul}`)
   refuses(t, { type: 'message', room: 'r', body: '\u0000' }, `body: ${nul}`, undefined, 'only a NUL')
   refuses(t, { type: 'message', room: 'r', body: 'ok', clientMsgId: 'c\u0000' }, `clientMsgId: ${nul}`)
+  refuses(t, { type: 'auth', token: 'a.b\u0000.c', ref: 'a' }, `token: ${nul}`, 'a', 'in an auth token')
+  refuses(t, { type: 'ping', ref: 'p\u0000' }, `ref: ${nul}`, 'p\u0000', 'in a ref')
   t.equal(decodeText('{"type":"message","room":"r","body":"a\\u0000b"}').ok, false, 'written as a JSON escape')
-  accepts(t, { type: 'message', room: 'r', body: 'a\u0001b\u007f' }, 'other control characters are allowed')
 })
 
 t.test('clientMsgId: 1-64 characters when present', async (t) => {
@@ -209,10 +210,24 @@ t.test('encodeFrame is JSON text', async (t) => {
   t.equal(encodeFrame({ type: 'pong' }), '{"type":"pong"}')
 })
 
-t.test('half a surrogate pair (possible through JSON escapes) is refused in body and clientMsgId', async (t) => {
-  const message = 'body and clientMsgId must be well-formed Unicode (no lone surrogates)'
-  refuses(t, { type: 'message', room: 'r', body: 'a\uD800b', ref: 'x' }, message, 'x', 'a lone high surrogate in the body')
-  refuses(t, { type: 'message', room: 'r', body: 'a\uDC00', clientMsgId: 'c' }, message, undefined, 'a lone low surrogate')
-  refuses(t, { type: 'message', room: 'r', body: 'fine', clientMsgId: '\uD83D' }, message, undefined, 'in the clientMsgId')
+t.test('half a surrogate pair (possible through JSON escapes) is refused in every text field', async (t) => {
+  const lone = 'must be well-formed Unicode (no lone surrogates)'
+  refuses(t, { type: 'message', room: 'r', body: 'a\uD800b', ref: 'x' }, `body: ${lone}`, 'x', 'a lone high surrogate in the body')
+  refuses(t, { type: 'message', room: 'r', body: 'a\uDC00', clientMsgId: 'c' }, `body: ${lone}`, undefined, 'a lone low surrogate')
+  refuses(t, { type: 'message', room: 'r', body: 'fine', clientMsgId: '\uD83D' }, `clientMsgId: ${lone}`, undefined, 'in the clientMsgId')
+  refuses(t, { type: 'auth', token: '\uDFFF' }, `token: ${lone}`, undefined, 'in an auth token')
   accepts(t, { type: 'message', room: 'r', body: `pair ${EMOJI}`, clientMsgId: EMOJI }, 'a whole pair is fine')
+})
+
+t.test('read and auth frames', async (t) => {
+  accepts(t, { type: 'read', room: 'general', seq: 0 })
+  accepts(t, { type: 'read', room: 'general', seq: Number.MAX_SAFE_INTEGER, ref: 'r' })
+  accepts(t, { type: 'auth', token: 'a.b.c', ref: 'x' })
+  t.equal(decode({ type: 'read', room: 'general', seq: -1 }).ok, false, 'a negative seq')
+  t.equal(decode({ type: 'read', room: 'general', seq: 1.5 }).ok, false, 'a fractional seq')
+  t.equal(decode({ type: 'read', room: 'general' }).ok, false, 'no seq')
+  t.equal(decode({ type: 'read', seq: 1 }).ok, false, 'no room')
+  t.equal(decode({ type: 'auth' }).ok, false, 'no token')
+  t.equal(decode({ type: 'auth', token: '' }).ok, false, 'an empty token')
+  t.equal(decode({ type: 'auth', token: 7 }).ok, false, 'a token that is not text')
 })
