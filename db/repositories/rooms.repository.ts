@@ -75,3 +75,17 @@ export async function roomLastSeqs (db: Kysely<Database>, roomIds: readonly stri
   const rows = await db.selectFrom('rooms').select(['id', 'last_seq']).where('id', 'in', roomIds).execute()
   return new Map(rows.map((row) => [row.id, Number(row.last_seq)]))
 }
+
+export interface RoomMember { readonly user_id: string, readonly username: string, readonly joined_at: Date }
+
+/** One page of a room's members by user id (a bigint, so in numeric order), after `after`; `hasMore` says whether more follow. */
+export async function listMembers (db: Kysely<Database>, query: { roomId: string, after?: string | undefined, limit: number }): Promise<{ members: RoomMember[], hasMore: boolean }> {
+  let q = db.selectFrom('room_members')
+    .innerJoin('users', 'users.id', 'room_members.user_id')
+    .select(['room_members.user_id', 'users.username', 'room_members.joined_at'])
+    .where('room_members.room_id', '=', query.roomId)
+  if (query.after !== undefined) q = q.where('room_members.user_id', '>', query.after)
+  // One extra row tells whether another page exists without a count query.
+  const rows = await q.orderBy('room_members.user_id').limit(query.limit + 1).execute()
+  return { members: rows.slice(0, query.limit), hasMore: rows.length > query.limit }
+}

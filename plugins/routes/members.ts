@@ -1,19 +1,43 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { addMember, removeMember } from '../../db/repositories/rooms.repository.js'
+import { addMember, listMembers, removeMember } from '../../db/repositories/rooms.repository.js'
 import { findUserById } from '../../db/repositories/users.repository.js'
 import { AppError } from '../../src/errors.js'
 import { ErrorResponse, Id, RoomId } from '../../src/protocol/resources.js'
-import { roomForMembership } from '../../src/room-access.js'
+import { readableRoom, roomForMembership } from '../../src/room-access.js'
 import { authErrors, RoomParams } from './schemas.js'
 
 const AddMemberBody = Type.Object({ userId: Id }, { additionalProperties: false })
 const MemberParams = Type.Object({ id: RoomId, userId: Id })
+const MembersQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+  /** A user id: the page starts after it. */
+  after: Type.Optional(Id)
+})
+const MemberList = Type.Object({
+  room: RoomId,
+  members: Type.Array(Type.Object({ userId: Id, username: Type.String(), joinedAt: Type.String({ format: 'date-time' }) })),
+  hasMore: Type.Boolean()
+})
+const DEFAULT_LIMIT = 100
 
 /** Who belongs to a room, and changing that. */
 const memberRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { db } = fastify
   fastify.addHook('onRequest', fastify.authenticate)
+
+  fastify.get('/rooms/:id/members', {
+    schema: { params: RoomParams, querystring: MembersQuery, response: { 200: MemberList, 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }
+  }, async (request) => {
+    const { limit = DEFAULT_LIMIT, after } = request.query
+    const { room } = await readableRoom(db, request.params.id, request.user.id)
+    const page = await listMembers(db, { roomId: room.id, after, limit })
+    return {
+      room: room.id,
+      members: page.members.map((m) => ({ userId: m.user_id, username: m.username, joinedAt: m.joined_at.toISOString() })),
+      hasMore: page.hasMore
+    }
+  })
 
   fastify.post('/rooms/:id/members', {
     schema: { params: RoomParams, body: AddMemberBody, response: { 204: Type.Null(), 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }

@@ -2,6 +2,7 @@ import type { Log } from '../logger.js'
 import type { InsertOutcome, MessageDraft } from '../../db/repositories/messages.repository.js'
 import { encodeFrame } from '../protocol/codec.js'
 import type { AckEvent, MessageFrame } from '../protocol/frames.js'
+import type { User } from '../protocol/resources.js'
 import type { Outbox } from '../fanout/outbox.js'
 import type { RoomFeed } from '../fanout/room-feed.js'
 import type { Socket } from '../fanout/socket-state.js'
@@ -16,23 +17,46 @@ export interface PipelineDeps {
 }
 
 /**
- * The message path after validation: group commit, then (only once committed) one encoded
- * `message` frame to the room and the `ack` to the sender. A repeat of a stored clientMsgId gets
- * the original ack and nothing is published.
+ * The one message path, for sockets and REST alike: group commit, then (only once committed and
+ * only when new) one encoded `message` frame to the room. A repeat of a stored clientMsgId is
+ * answered with the original and nothing is published.
  */
 export interface MessagePipeline {
+  /**
+   * Stores a validated message from `user` and publishes it to the room, skipping `sender` (the
+   * socket that sent it, which gets an ack instead; null over REST: every socket gets it). Rejects
+   * with the writer's errors (`WriteRefused`, `UncertainWriteError`, an unreachable database).
+   */
+  store (user: User, roomId: string, body: string, clientMsgId: string | null, sender: Socket | null): Promise<InsertOutcome>
   /** Stores a validated `message` frame from `ws` and answers it (`ack` or `error`); never rejects for bad input or an unavailable store. */
   send (ws: Socket, frame: MessageFrame): Promise<void>
 }
 
 export function createPipeline (deps: PipelineDeps): MessagePipeline {
   const { writer, feed, outbox } = deps
+  const store = async (user: User, roomId: string, body: string, clientMsgId: string | null, sender: Socket | null): Promise<InsertOutcome> => {
+    const outcome = await writer.submit({ roomId, userId: user.id, body, clientMsgId })
+    if (outcome.status === 'created') {
+      const text = encodeFrame({
+        type: 'message',
+        id: outcome.id,
+        room: roomId,
+        seq: outcome.seq,
+        userId: user.id,
+        username: user.username,
+        body,
+        clientMsgId,
+        createdAt: outcome.createdAt.toISOString()
+      })
+      feed.publish(roomId, { seq: outcome.seq, text }, sender)
+    }
+    return outcome
+  }
   const send = async (ws: Socket, frame: MessageFrame): Promise<void> => {
-    const { user } = ws.getUserData()
     const clientMsgId = frame.clientMsgId ?? null
     let outcome: InsertOutcome
     try {
-      outcome = await writer.submit({ roomId: frame.room, userId: user.id, body: frame.body, clientMsgId })
+      outcome = await store(ws.getUserData().user, frame.room, frame.body, clientMsgId, ws)
     } catch (error) {
       replyWithFailure(ws, outbox, deps.log, error, frame.ref, 'message not stored')
       return
@@ -45,24 +69,9 @@ export function createPipeline (deps: PipelineDeps): MessagePipeline {
       outbox.error(ws, 'forbidden', 'this room is private and you are not a member', frame.ref)
       return
     }
-    const createdAt = outcome.createdAt.toISOString()
-    if (outcome.status === 'created') {
-      const text = encodeFrame({
-        type: 'message',
-        id: outcome.id,
-        room: frame.room,
-        seq: outcome.seq,
-        userId: user.id,
-        username: user.username,
-        body: frame.body,
-        clientMsgId,
-        createdAt
-      })
-      feed.publish(frame.room, { seq: outcome.seq, text }, ws)
-    }
-    const ack: AckEvent = { type: 'ack', room: frame.room, id: outcome.id, seq: outcome.seq, clientMsgId, createdAt }
+    const ack: AckEvent = { type: 'ack', room: frame.room, id: outcome.id, seq: outcome.seq, clientMsgId, createdAt: outcome.createdAt.toISOString() }
     if (frame.ref !== undefined) ack.ref = frame.ref
     outbox.send(ws, ack)
   }
-  return { send }
+  return { store, send }
 }

@@ -1,0 +1,64 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { findMessage, type InsertOutcome } from '../../db/repositories/messages.repository.js'
+import { AppError } from '../../src/errors.js'
+import { asFailure } from '../../src/pipeline/failures.js'
+import { MessageFrame } from '../../src/protocol/frames.js'
+import { ErrorResponse, Message, toMessage } from '../../src/protocol/resources.js'
+import { createUserRateLimit } from '../../src/user-rate-limit.js'
+import { authErrors, RoomParams } from './schemas.js'
+
+/** The socket frame's fields and limits, nothing else. */
+const SendBody = Type.Object({ body: MessageFrame.properties.body, clientMsgId: MessageFrame.properties.clientMsgId }, { additionalProperties: false })
+
+/** Sending over REST: the socket's message path (group commit, then the room's `message`), answered with the Message. */
+const messageRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { db, realtime } = fastify
+  // A user's requests on this node, at the rate one socket may send frames.
+  const limit = createUserRateLimit(fastify.config.socket)
+  fastify.addHook('onRequest', fastify.authenticate)
+
+  fastify.post('/rooms/:id/messages', {
+    schema: {
+      params: RoomParams,
+      body: SendBody,
+      response: { 200: Message, 201: Message, 403: ErrorResponse, 404: ErrorResponse, 429: ErrorResponse, ...authErrors }
+    }
+  }, async (request, reply) => {
+    const { user } = request
+    const wait = limit.take(user.id)
+    if (wait > 0) throw new AppError('rate_limited', 'too many messages, slow down', wait)
+    const roomId = request.params.id
+    const { body } = request.body
+    const clientMsgId = request.body.clientMsgId ?? null
+    let outcome: InsertOutcome
+    try {
+      outcome = await realtime.messages.store(user, roomId, body, clientMsgId, null)
+    } catch (error) {
+      throw asFailure(error, request.log, 'message not stored')
+    }
+    switch (outcome.status) {
+      case 'not_found':
+        throw new AppError('not_found', `room ${roomId} not found`)
+      case 'forbidden':
+        throw new AppError('forbidden', 'this room is private and you are not a member')
+      case 'created':
+        return await reply.code(201).send({
+          id: outcome.id,
+          room: roomId,
+          seq: outcome.seq,
+          userId: user.id,
+          username: user.username,
+          body,
+          clientMsgId,
+          createdAt: outcome.createdAt.toISOString()
+        })
+    }
+    // A repeat: the original may differ from this request's body, so it is read back.
+    const original = await findMessage(db, outcome.id)
+    if (original === null) throw new Error(`message ${outcome.id} was reported stored but is not found`)
+    return toMessage(original)
+  })
+}
+
+export default messageRoutes
