@@ -72,7 +72,8 @@ const MAX_ATTEMPTS = 10
  * - unknown rooms are `not_found`; private rooms the sender is not a member of are `forbidden`;
  * - each room's `last_seq` is advanced by its number of new messages under the row lock (taken in
  *   room id order), so seq is gapless and unique with any number of writers on the database; new
- *   rows go in through `unnest`.
+ *   rows go in through `unnest`;
+ * - each author's read position in a room moves up to their highest new seq there (never back).
  * Outcomes are in draft order. Repeats of one key within the batch are stored once.
  *
  * `writeId` names this batch. If the connection breaks after the statement was sent, this throws
@@ -175,7 +176,14 @@ function insertStatement (drafts: readonly KeyedDraft[], writeId: string) {
       select f.room_id, b.base + f.n, f.user_id, f.body, f.client_msg_id, f.generated, ${writeId}::int8
       from fresh f join bumped b on b.id = f.room_id
       order by f.ord
-      returning id, room_id, seq, created_at
+      returning id, room_id, seq, user_id, created_at
+    ),
+    authored as (
+      -- What you answered, you have read (API.md). Rooms are locked above, positions here in
+      -- (room, user) order: the read writer takes both in the same order, so the two cannot deadlock.
+      insert into read_positions as p (room_id, user_id, read_seq)
+      select room_id, user_id, max(seq) from inserted group by room_id, user_id order by room_id, user_id
+      on conflict (room_id, user_id) do update set read_seq = greatest(p.read_seq, excluded.read_seq), updated_at = now()
     )
     select c.ord, c.room_exists, c.allowed,
       coalesce(ins.id, e.id) as id, coalesce(ins.seq, e.seq) as seq,
@@ -188,4 +196,15 @@ function insertStatement (drafts: readonly KeyedDraft[], writeId: string) {
     left join inserted ins on ins.room_id = f.room_id and ins.seq = b.base + f.n
     order by c.ord
   `
+}
+
+/** One stored message with its author's name; null when there is none with this id. */
+export async function findMessage (db: Kysely<Database>, id: string): Promise<MessageWithAuthor | null> {
+  const row = await db.selectFrom('messages')
+    .innerJoin('users', 'users.id', 'messages.user_id')
+    .selectAll('messages')
+    .select('users.username')
+    .where('messages.id', '=', id)
+    .executeTakeFirst()
+  return row ?? null
 }

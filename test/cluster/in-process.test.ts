@@ -168,4 +168,29 @@ eachBackend(t, async (t, backend) => {
     const offline = await a.next((f) => f.type === 'presence' && f.userId === bob.id)
     t.equal(offline.status, 'offline', 'bob went offline in the room once his sockets were out')
   })
+
+  t.test('receipts cross nodes: the reader\'s other device and the other members get them, the reader gets its reply', async (t) => {
+    const room = uniqueRoomId('r', 'receipts')
+    await createRoom(api, owner, room)
+    const [alice, bob] = [users[0]!, users[1]!]
+    const b = await connect(nodes[0]!.baseUrl, bob.token)
+    const bOther = await connect(nodes[1]!.baseUrl, bob.token)
+    const a = await connect(nodes[2]!.baseUrl, alice.token)
+    t.teardown(() => { for (const s of [a, b, bOther]) s.ws.terminate() })
+    for (const s of [b, bOther, a]) await joined(t, s, room)
+    for (const i of range(1, 3)) t.equal((await a.request({ type: 'message', room, body: `m${i}` })).type, 'ack')
+    const reply = await b.request({ type: 'read', room, seq: 2 })
+    t.match(reply, { type: 'read', room, readSeq: 2 }, 'the reader on node 0 gets its reply')
+    const receipt = { type: 'receipt', room, userId: bob.id, username: bob.username, readSeq: 2 }
+    t.match(await bOther.next('receipt'), receipt, 'the reader\'s other device on node 1 gets the receipt')
+    t.match(await a.next('receipt'), receipt, 'the other member on node 2 gets it')
+    const put = await nodes[1]!.api.request('PUT', `/rooms/${room}/read`, { token: bob.token, json: { seq: 3 } })
+    t.same(put.body, { room, readSeq: 3 }, 'PUT on node 1')
+    for (const [name, s] of [['node 0', b], ['node 1', bOther], ['node 2', a]] as const) {
+      t.match(await s.next('receipt'), { ...receipt, readSeq: 3 }, `over REST: the socket on ${name} gets the receipt`)
+    }
+    t.same(b.received.filter((f) => f.type === 'receipt').map((f) => f.readSeq), [3], 'the reading socket got no receipt for its own read')
+    t.same((await nodes[2]!.api.request('GET', `/rooms/${room}/receipts`, { token: owner.token })).body.receipts.map((r: { userId: string, readSeq: number }) => [r.userId, r.readSeq]),
+      [[alice.id, 3], [bob.id, 3]].sort((x, y) => Number(x[0]) - Number(y[0])), 'every node lists the same positions')
+  })
 })

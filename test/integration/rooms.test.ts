@@ -2,7 +2,8 @@ import t, { type Test } from 'tap'
 import { assertError } from '../helpers/assertions.js'
 import type { ApiResponse } from '../helpers/http.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
-import { b64url, signJwt } from '../helpers/tokens.js'
+import { connect } from '../helpers/socket.js'
+import { b64url, decodeJwt, signJwt } from '../helpers/tokens.js'
 
 // An id that fits the id pattern but that no user or room will ever have in a fresh database.
 const UNKNOWN_USER = '999999999999'
@@ -11,18 +12,20 @@ function isIsoDate (value: unknown): boolean {
   return typeof value === 'string' && !Number.isNaN(Date.parse(value)) && new Date(value).toISOString() === value
 }
 
-interface ExpectedRoom { id: string, title: string, private: boolean, createdBy: string | null, lastSeq: number }
+/** `readSeq` is the caller's position (0 unless given); `unread` follows from it. */
+interface ExpectedRoom { id: string, title: string, private: boolean, createdBy: string | null, lastSeq: number, readSeq?: number }
 
 /** Asserts a Room: exactly the contract fields, with createdAt an ISO-8601 timestamp. */
 function isRoom (t: Test, room: any, expected: ExpectedRoom, what: string): void {
-  t.strictSame(Object.keys(room ?? {}).sort(), ['createdAt', 'createdBy', 'id', 'lastSeq', 'private', 'title'], `${what}: room fields`)
+  t.strictSame(Object.keys(room ?? {}).sort(), ['createdAt', 'createdBy', 'id', 'lastSeq', 'private', 'readSeq', 'title', 'unread'], `${what}: room fields`)
   const { createdAt, ...rest } = room ?? {}
-  t.strictSame(rest, expected, `${what}: room values`)
+  const readSeq = expected.readSeq ?? 0
+  t.strictSame(rest, { ...expected, readSeq, unread: expected.lastSeq - readSeq }, `${what}: room values`)
   t.ok(isIsoDate(createdAt), `${what}: createdAt is ISO-8601 (${String(createdAt)})`)
 }
 
 eachBackend(t, async (t, backend) => {
-  const { api } = await startTestServer(t, backend)
+  const { api, baseUrl } = await startTestServer(t, backend)
   const owner = await api.user('owner')
   const member = await api.user('member')
   const outsider = await api.user('outsider')
@@ -54,7 +57,8 @@ eachBackend(t, async (t, backend) => {
 
   t.test('every room route refuses requests without a valid bearer token', async (t) => {
     const now = Math.floor(Date.now() / 1000)
-    const claims = { sub: owner.id, username: owner.username }
+    // aud, the issuing database, is copied from a token the server issued.
+    const claims = { sub: owner.id, username: owner.username, aud: decodeJwt(owner.token).payload.aud }
     const HS256 = { alg: 'HS256', typ: 'JWT' }
     const valid = signJwt(HS256, { ...claims, iat: now, exp: now + 600 })
     // The hand-made token must work, or the refusals below would prove nothing about their specific defect.
@@ -347,5 +351,22 @@ eachBackend(t, async (t, backend) => {
     t.equal((await get('/rooms/vault', member.token)).status, 200, 'member kept its membership')
     t.equal((await removeMember(member.token, 'vault', member.id)).status, 204, 'member leaves')
     t.equal((await removeMember(member.token, 'vault', member.id)).status, 204, 'leaving again is idempotent')
+  })
+
+  t.test('readSeq and unread are the caller\'s: its own messages are read, others\' unread until it reads them', async (t) => {
+    t.equal((await create(owner.token, { id: 'reading' })).status, 201)
+    const s = await connect(baseUrl, owner.token)
+    t.teardown(() => { s.ws.terminate() })
+    t.equal((await s.request({ type: 'join', room: 'reading' })).type, 'joined')
+    for (const body of ['one', 'two', 'three']) t.equal((await s.request({ type: 'message', room: 'reading', body })).type, 'ack', `sent ${body}`)
+    const expected = { id: 'reading', title: 'reading', private: false, createdBy: owner.id, lastSeq: 3 }
+    const listed = async (token: string): Promise<unknown> => (await get('/rooms', token)).body.rooms.find((r: { id: string }) => r.id === 'reading')
+    isRoom(t, (await get('/rooms/reading', owner.token)).body, { ...expected, readSeq: 3 }, 'the author')
+    isRoom(t, await listed(owner.token), { ...expected, readSeq: 3 }, 'the author, listed')
+    isRoom(t, (await get('/rooms/reading', member.token)).body, expected, 'a reader who has read nothing')
+    t.strictSame((await api.request('PUT', '/rooms/reading/read', { token: member.token, json: { seq: 2 } })).body, { room: 'reading', readSeq: 2 })
+    isRoom(t, (await get('/rooms/reading', member.token)).body, { ...expected, readSeq: 2 }, 'the reader after reading to 2')
+    isRoom(t, await listed(member.token), { ...expected, readSeq: 2 }, 'the reader, listed')
+    isRoom(t, (await get('/rooms/reading', outsider.token)).body, expected, 'another user is unaffected')
   })
 })
