@@ -12,11 +12,15 @@ import authRoutes from '../plugins/routes/auth.js'
 import healthRoutes from '../plugins/routes/health.js'
 import historyRoutes from '../plugins/routes/history.js'
 import memberRoutes from '../plugins/routes/members.js'
+import messageRoutes from '../plugins/routes/messages.js'
 import presenceRoutes from '../plugins/routes/presence.js'
+import readRoutes from '../plugins/routes/reads.js'
 import roomRoutes from '../plugins/routes/rooms.js'
+import userRoutes from '../plugins/routes/users.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
 import type { Config } from './config.js'
 import { AppError, codeForStatus, type ErrorBody } from './errors.js'
+import { textProblem } from './protocol/text.js'
 
 export interface AppOptions {
   /** A pino logger instance or options; tests pass `false`. */
@@ -55,6 +59,11 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
     ? TypeBoxValidatorCompiler(route)
     : coercingAjv.compile(route.schema))
   app.setErrorHandler(errorHandler)
+  // API.md's one rule for text, on every route and every part of the request, before the schemas run.
+  app.addHook('preValidation', async (request) => {
+    const problem = textProblem(request.params, 'params') ?? textProblem(request.query, 'query') ?? textProblem(request.body, 'body')
+    if (problem !== null) throw new AppError('bad_request', problem)
+  })
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ error: 'not_found', message: `no route for ${request.method} ${request.url.split('?')[0] ?? ''}` } satisfies ErrorBody)
   })
@@ -73,7 +82,10 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
   await app.register(roomRoutes)
   await app.register(memberRoutes)
   await app.register(historyRoutes)
+  await app.register(messageRoutes)
+  await app.register(userRoutes)
   await app.register(presenceRoutes)
+  await app.register(readRoutes)
   return app
 }
 

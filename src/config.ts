@@ -24,6 +24,8 @@ export const EnvSchema = Type.Object({
   REDIS_PUBSUB: Type.Union([Type.Literal('classic'), Type.Literal('sharded')], { default: 'classic', description: 'classic (PUBLISH/SUBSCRIBE) or sharded (SPUBLISH/SSUBSCRIBE, Redis 7)' }),
   JWT_SECRET: Type.String({ default: '' }),
   JWT_TTL: Int(1, 31_536_000, 3600, 'seconds'),
+  // From 1 like JWT_TTL, so tests can watch a refresh token expire; 10 years at most.
+  REFRESH_TTL: Int(1, 315_360_000, 2_592_000, 'seconds'),
   LOG_LEVEL: Type.Union(LOG_LEVELS.map((level) => Type.Literal(level)), { default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` }),
   // uWS's idleTimeout takes 8-960 s; anything else would abort the process.
   HEARTBEAT_TIMEOUT: Int(8, 960, 30, 'seconds (uWS supports 8-960)'),
@@ -64,7 +66,12 @@ export interface Config {
     /** Sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis 7), for Redis Cluster. */
     readonly sharded: boolean
   }
-  readonly jwt: { readonly secret: string, readonly ttlSeconds: number }
+  readonly jwt: {
+    readonly secret: string
+    readonly ttlSeconds: number
+    /** How long each refresh token lives (every rotation issues one with the full lifetime). */
+    readonly refreshTtlSeconds: number
+  }
   readonly log: { readonly level: LogLevel }
   readonly heartbeatSeconds: number
   readonly socket: {
@@ -128,7 +135,7 @@ export function loadConfig (source: Readonly<Record<string, string | undefined>>
     http: { host: env.HOST, port: Number(env.PORT), bodyLimit: 64 * 1024, corsOrigins: parseOrigins(env.CORS_ORIGINS), trustProxy: parseTrustProxy(env.TRUST_PROXY) },
     db: { url: env.DATABASE_URL === '' ? null : env.DATABASE_URL, dataDir, poolSize: Number(env.DB_POOL_SIZE) },
     redis: { url: env.REDIS_URL === '' ? null : env.REDIS_URL, prefix: env.REDIS_PREFIX, sharded: env.REDIS_PUBSUB === 'sharded' },
-    jwt: { secret: env.JWT_SECRET === '' ? devSecret(dataDir) : env.JWT_SECRET, ttlSeconds: Number(env.JWT_TTL) },
+    jwt: { secret: env.JWT_SECRET === '' ? devSecret(dataDir) : env.JWT_SECRET, ttlSeconds: Number(env.JWT_TTL), refreshTtlSeconds: Number(env.REFRESH_TTL) },
     log: { level: env.LOG_LEVEL },
     heartbeatSeconds: Number(env.HEARTBEAT_TIMEOUT),
     socket: { rate: Number(env.WS_RATE), burst: Number(env.WS_BURST), maxBackpressure: Number(env.WS_MAX_BACKPRESSURE) },

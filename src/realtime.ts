@@ -4,19 +4,21 @@ import type { TemplatedApp } from 'uWebSockets.js'
 import { isDatabaseUnavailable, UncertainWriteError } from '../db/errors.js'
 import { insertMessages, listMessages, type InsertOutcome, type MessageDraft } from '../db/repositories/messages.repository.js'
 import { roomLastSeqs } from '../db/repositories/rooms.repository.js'
-import { markSeen } from '../db/repositories/users.repository.js'
+import { storeReadPositions } from '../db/repositories/reads.repository.js'
+import { existingUserIds, markSeen } from '../db/repositories/users.repository.js'
 import type { Database } from '../db/schema.js'
 import type { Bus, BusStats } from './bus/bus.js'
 import type { Config } from './config.js'
 import { createOutbox } from './fanout/outbox.js'
 import { createRoomFeed, type RoomFeedStats } from './fanout/room-feed.js'
-import type { VerifyToken } from './gateway/auth.js'
+import { createUserCheck, type VerifyToken } from './gateway/auth.js'
 import { createGateway, type GatewayStats } from './gateway/gateway.js'
 import { createMembership } from './gateway/membership.js'
 import { createReplay } from './gateway/replay.js'
 import { createTyping } from './gateway/typing.js'
 import { createBatchWriter, type BatchWriterStats } from './pipeline/batch-writer.js'
-import { createPipeline } from './pipeline/pipeline.js'
+import { createPipeline, type MessagePipeline } from './pipeline/pipeline.js'
+import { createReadPositions, type ReadPositions } from './pipeline/read-positions.js'
 import { createPresence, type Presence } from './presence/presence.js'
 import { encodeFrame } from './protocol/codec.js'
 import { toMessage } from './protocol/resources.js'
@@ -44,6 +46,10 @@ export interface Realtime {
   revoke (roomId: string, userId: string): void
   /** Who is online, for the REST routes. */
   readonly presence: Pick<Presence, 'online' | 'isOnline'>
+  /** The message path sockets use, for `POST /rooms/:id/messages` (no sending socket: every socket in the room gets it). */
+  readonly messages: Pick<MessagePipeline, 'store'>
+  /** Read positions, for `PUT /rooms/:id/read` (no reading socket: every socket in the room gets the receipt). */
+  readonly reads: Pick<ReadPositions, 'move'>
   /** Why this node cannot serve as part of the cluster right now (the bus is down or silent), for `/ready`; null when it can. */
   problem (): string | null
   stats (): { readonly gateway: GatewayStats, readonly writer: BatchWriterStats, readonly feed: RoomFeedStats, readonly bus: BusStats }
@@ -118,6 +124,15 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     log
   })
   const typing = createTyping({ broadcast: feed.broadcast, timeoutMs: TYPING_TIMEOUT_MS, relayEveryMs: TYPING_RELAY_EVERY_MS })
+  const pipeline = createPipeline({ writer, feed, outbox, log })
+  const reads = createReadPositions({
+    store: async (updates) => await storeReadPositions(db, updates),
+    isUnavailable: isDatabaseUnavailable,
+    feed,
+    outbox,
+    log
+  })
+  const users = createUserCheck({ lookup: async (ids) => await existingUserIds(db, ids), isUnavailable: isDatabaseUnavailable })
   const gateway = createGateway({
     verify: options.verify,
     heartbeatSeconds: config.heartbeatSeconds,
@@ -136,7 +151,9 @@ export function createRealtime (options: RealtimeOptions): Realtime {
       replay: createReplay({ db, outbox, highWater: Math.min(REPLAY_HIGH_WATER, config.socket.maxBackpressure / 4) }),
       log
     }),
-    pipeline: createPipeline({ writer, feed, outbox, log })
+    pipeline,
+    reads,
+    users
   })
   uws.ws('/ws', gateway.behavior)
   let stopping: Promise<void> | undefined
@@ -145,9 +162,12 @@ export function createRealtime (options: RealtimeOptions): Realtime {
       stopping ??= (async () => {
         gateway.stopAccepting()
         await writer.close()
+        // Reads accepted so far are answered (and their receipts sent) before the sockets close.
+        await reads.close()
         // The last batch's acks are sent from promise continuations; let them run before the 1001s.
         await nextTurn()
         await gateway.closeAll(CLOSE_WAIT_MS)
+        await users.close()
         await presence.close()
         // The closed sockets' users were just seen: keep that before the database closes.
         await seenWriter.close()
@@ -158,6 +178,8 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     },
     revoke: (roomId, userId) => { feed.revoke(roomId, userId) },
     presence,
+    messages: pipeline,
+    reads,
     problem: () => options.bus.problem(),
     stats: () => ({ gateway: gateway.stats(), writer: writer.stats(), feed: feed.stats(), bus: options.bus.stats() })
   }

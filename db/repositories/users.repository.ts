@@ -33,3 +33,16 @@ export async function updatePasswordHash (db: Kysely<Database>, id: string, pass
 export async function markSeen (db: Kysely<Database>, userIds: readonly string[]): Promise<void> {
   await db.updateTable('users').set({ last_seen_at: sql<Date>`now()` }).where('id', 'in', [...new Set(userIds)]).execute()
 }
+
+/** A user's id and name by primary key: what authenticating a token needs, and no more. */
+export async function findUserIdentity (db: Kysely<Database>, id: string): Promise<UserIdentity | null> {
+  const row = await db.selectFrom('users').select(['id', 'username']).where('id', '=', id).executeTakeFirst()
+  return row ?? null
+}
+
+/** Which of `ids` are users now, in one statement (a burst of socket upgrades checks its users at once). */
+export async function existingUserIds (db: Kysely<Database>, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set()
+  const rows = await db.selectFrom('users').select('id').where('id', 'in', [...new Set(ids)]).execute()
+  return new Set(rows.map((row) => row.id))
+}

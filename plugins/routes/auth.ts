@@ -1,10 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type } from 'typebox'
-import { createUser, findUserByUsername, updatePasswordHash } from '../../db/repositories/users.repository.js'
+import { Type, type Static } from 'typebox'
+import { createLogin, deleteExpiredTokens, revokeLoginOf, rotateRefreshToken } from '../../db/repositories/sessions.repository.js'
+import { createUser, findUserByUsername, updatePasswordHash, type UserIdentity } from '../../db/repositories/users.repository.js'
 import { HasherBusyError } from '../../src/auth/password.js'
+import { hashRefreshToken, newRefreshToken } from '../../src/auth/refresh-token.js'
 import { AppError } from '../../src/errors.js'
 import { ErrorResponse, USERNAME_PATTERN, User } from '../../src/protocol/resources.js'
 import type { UserRow } from '../../db/schema.js'
+import { authErrors } from './schemas.js'
 
 const Credentials = Type.Object({
   username: Type.String({ pattern: USERNAME_PATTERN }),
@@ -17,17 +20,51 @@ const LoginBody = Type.Object({
   password: Type.String({ minLength: 1, maxLength: 256 })
 }, { additionalProperties: false })
 
+/** Login and refresh answer alike: an access token and the refresh token to get the next one with. */
 const LoginResponse = Type.Object({
   token: Type.String(),
   tokenType: Type.Literal('Bearer'),
-  expiresIn: Type.Integer(),
+  expiresIn: Type.Integer({ description: 'seconds the token lives (JWT_TTL)' }),
+  refreshToken: Type.String({ description: 'opaque; spent by POST /auth/refresh' }),
+  refreshExpiresIn: Type.Integer({ description: 'seconds the refresh token lives (REFRESH_TTL)' }),
   user: User
 })
 
+const RefreshBody = Type.Object({
+  // Ours are 43 characters; the bound only keeps junk from being hashed.
+  refreshToken: Type.String({ minLength: 1, maxLength: 512 })
+}, { additionalProperties: false })
+
+const MeResponse = Type.Object({
+  user: User,
+  expiresAt: Type.String({ format: 'date-time', description: 'when the token expires' })
+})
+
 const INVALID_LOGIN = 'invalid username or password'
+/** Expired refresh tokens deleted per login or refresh: bounded work that outpaces their creation (one per call). */
+const SWEEP_LIMIT = 100
 
 const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { db, passwords, loginThrottle, config } = fastify
+
+  /** What login and refresh answer with: a fresh access token for `user`, and its refresh token. */
+  const issue = (user: UserIdentity, refreshToken: string): Static<typeof LoginResponse> => ({
+    token: fastify.jwt.sign({ sub: user.id, username: user.username }),
+    tokenType: 'Bearer',
+    expiresIn: config.jwt.ttlSeconds,
+    refreshToken,
+    refreshExpiresIn: config.jwt.refreshTtlSeconds,
+    user: { id: user.id, username: user.username }
+  })
+
+  /** Keeps refresh_tokens from growing forever; a failure here is logged, never the caller's problem. */
+  const sweep = async (): Promise<void> => {
+    try {
+      await deleteExpiredTokens(db, SWEEP_LIMIT)
+    } catch (error) {
+      fastify.log.warn({ err: error }, 'expired refresh tokens not deleted')
+    }
+  }
 
   const hashing = async <T>(work: () => Promise<T>): Promise<T> => {
     try {
@@ -81,8 +118,48 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     if (passwords.needsRehash(user.password_hash)) {
       await updatePasswordHash(db, user.id, await hashing(async () => await passwords.hash(password)))
     }
-    const token = fastify.jwt.sign({ sub: user.id, username: user.username })
-    return { token, tokenType: 'Bearer' as const, expiresIn: config.jwt.ttlSeconds, user: { id: user.id, username: user.username } }
+    const refresh = newRefreshToken()
+    await createLogin(db, user.id, refresh.hash, config.jwt.refreshTtlSeconds)
+    await sweep()
+    return issue(user, refresh.token)
+  })
+
+  fastify.post('/auth/refresh', {
+    schema: {
+      body: RefreshBody,
+      response: { 200: LoginResponse, 400: ErrorResponse, 401: ErrorResponse, 503: ErrorResponse }
+    }
+  }, async (request) => {
+    const next = newRefreshToken()
+    const rotation = await rotateRefreshToken(db, hashRefreshToken(request.body.refreshToken), next.hash, config.jwt.refreshTtlSeconds)
+    await sweep()
+    switch (rotation.outcome) {
+      case 'rotated':
+        return issue(rotation.user, next.token)
+      case 'reused':
+        throw new AppError('unauthorized', 'refresh token already used: every token of its login is revoked, log in again')
+      case 'refused':
+        throw new AppError('unauthorized', 'invalid, expired or revoked refresh token')
+    }
+  })
+
+  fastify.post('/auth/logout', {
+    schema: {
+      body: RefreshBody,
+      response: { 204: Type.Null(), 400: ErrorResponse, 503: ErrorResponse }
+    }
+  }, async (request, reply) => {
+    // 204 for an unknown token too: logging out twice, or after expiry, is not an error.
+    await revokeLoginOf(db, hashRefreshToken(request.body.refreshToken))
+    return reply.code(204).send(null)
+  })
+
+  fastify.get('/auth/me', {
+    onRequest: fastify.authenticate,
+    schema: { response: { 200: MeResponse, ...authErrors } }
+  }, async (request) => {
+    const { id, username, expiresAt } = request.user
+    return { user: { id, username }, expiresAt: new Date(expiresAt).toISOString() }
   })
 }
 

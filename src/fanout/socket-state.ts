@@ -27,8 +27,8 @@ export interface Typist {
 /** Per-socket state, held by uWS as the socket's user data. Kept small: it exists once per connection. */
 export interface SocketState extends RateState {
   readonly user: User
-  /** When the token expires (ms since the epoch); the socket is closed with 1008 then. */
-  readonly expiresAt: number
+  /** When the token expires (ms since the epoch); the socket is closed with 1008 then. An `auth` frame moves it later. */
+  expiresAt: number
   /** Rooms this socket has joined or is joining. */
   readonly rooms: Map<string, 'joined' | Joining>
   /** False from the close handler on: a closed uWS socket throws on any call. */

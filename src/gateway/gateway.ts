@@ -1,13 +1,14 @@
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocketBehavior } from 'uWebSockets.js'
 import { decodeFrame } from '../protocol/codec.js'
-import { CloseCode, MAX_FRAME_BYTES, type ClientFrame } from '../protocol/frames.js'
-import { authenticateUpgrade, type VerifyToken } from './auth.js'
+import { CloseCode, MAX_FRAME_BYTES, type AuthFrame, type ClientFrame, type SocketErrorCode } from '../protocol/frames.js'
+import { authenticateUpgrade, checkToken, type UserCheck, type UserStatus, type VerifyToken } from './auth.js'
 import type { Outbox } from '../fanout/outbox.js'
 import type { Socket, SocketState } from '../fanout/socket-state.js'
 import type { Membership } from './membership.js'
 import { createFrameLimit } from './rate-limit.js'
 import type { Log } from '../logger.js'
 import type { MessagePipeline } from '../pipeline/pipeline.js'
+import type { ReadPositions } from '../pipeline/read-positions.js'
 import type { Presence } from '../presence/presence.js'
 import type { Typing } from './typing.js'
 
@@ -27,6 +28,9 @@ export interface GatewayDeps {
   readonly presence: Presence
   readonly typing: Typing
   readonly pipeline: MessagePipeline
+  /** Whether a token's user still exists (upgrades and `auth` frames). */
+  readonly users: UserCheck
+  readonly reads: ReadPositions
 }
 
 export interface GatewayStats {
@@ -55,9 +59,18 @@ const INVALID_FRAME_COST = 10
 const MAX_STRIKES = 10
 /** setTimeout's longest delay; a token living longer is re-checked when it fires. */
 const MAX_TIMER_MS = 2_147_483_647
+/** How an upgrade is refused: HTTP status, then the body's error code and message. */
+type Refusal = readonly [status: string, code: SocketErrorCode, message: string]
+/** Refusals of a good token whose user cannot be confirmed (the `auth` frame sends the same code and message). */
+const USER_REFUSALS: Readonly<Record<Exclude<UserStatus, 'exists'> | 'failed', Refusal>> = {
+  gone: ['401 Unauthorized', 'unauthorized', 'the token\'s user does not exist'],
+  unavailable: ['503 Service Unavailable', 'unavailable', 'the database is not reachable, retry shortly'],
+  failed: ['500 Internal Server Error', 'internal', 'internal error']
+}
+const SHUTTING_DOWN: Refusal = ['503 Service Unavailable', 'unavailable', 'the server is shutting down']
 
 export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gateway {
-  const { outbox, membership, presence, typing, pipeline } = deps
+  const { outbox, membership, presence, typing, pipeline, reads } = deps
   const limit = createFrameLimit({ rate: options.rate, burst: options.burst, maxStrikes: MAX_STRIKES })
   const sockets = new Set<Socket>()
   const byUser = new Map<string, Set<Socket>>()
@@ -73,6 +86,46 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       return
     }
     state.expiry = setTimeout(() => { if (state.open) armExpiry(ws) }, Math.min(left, MAX_TIMER_MS)).unref()
+  }
+
+  /** API.md `auth`: a token for the socket's own user moves its expiry to the later of the two. */
+  const reauthenticate = async (ws: Socket, frame: AuthFrame): Promise<void> => {
+    const state = ws.getUserData()
+    const checked = checkToken(frame.token, options.verify)
+    if (!checked.ok || checked.user.id !== state.user.id) {
+      outbox.error(ws, 'unauthorized', checked.ok ? 'the token is for another user' : checked.message, frame.ref)
+      return
+    }
+    const status = await deps.users.status(checked.user.id)
+    if (!state.open) return
+    if (status !== 'exists') {
+      const [, code, message] = USER_REFUSALS[status]
+      outbox.error(ws, code, message, frame.ref)
+      return
+    }
+    if (checked.expiresAt > state.expiresAt) {
+      state.expiresAt = checked.expiresAt
+      clearTimeout(state.expiry)
+      armExpiry(ws)
+    }
+    const expiresAt = new Date(state.expiresAt).toISOString()
+    outbox.send(ws, frame.ref === undefined ? { type: 'authed', expiresAt } : { type: 'authed', expiresAt, ref: frame.ref })
+  }
+
+  /**
+   * Runs `upgrade` (a `res.upgrade` after the handler returned) corked, without uws-pack 20.0.8's
+   * `res.cork` bug: after an upgrade inside it, that cork may take the new socket for the HTTP
+   * response and close it (uNetworking/uWebSockets#1928, fixed upstream by #1929), a 1006 right
+   * after `welcome`. While another socket is corked, `res.cork` only runs its callback, so an open
+   * socket's cork hosts the upgrade. With none open, it runs uncorked (uWS then prints a warning).
+   */
+  const upgradeLater = (res: HttpResponse, upgrade: () => void): void => {
+    for (const host of sockets) {
+      if (!host.getUserData().open) continue
+      host.cork(() => { res.cork(upgrade) })
+      return
+    }
+    upgrade()
   }
 
   const refuseUpgrade = (res: HttpResponse, status: string, code: string, message: string): void => {
@@ -97,6 +150,9 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
     switch (frame.type) {
       case 'ping':
         outbox.send(ws, ref === undefined ? { type: 'pong' } : { type: 'pong', ref })
+        return
+      case 'auth':
+        reauthenticate(ws, frame).catch((error: unknown) => { fail(ws, error) })
         return
       case 'typing':
         if (ws.getUserData().rooms.get(frame.room) !== 'joined') {
@@ -124,6 +180,14 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
         // Sending what one was typing ends the typing.
         typing.stop(ws, frame.room)
         pipeline.send(ws, frame).catch((error: unknown) => { fail(ws, error) })
+        return
+      case 'read':
+        // Joined, not joining: only a completed join has checked that the user may read the room.
+        if (ws.getUserData().rooms.get(frame.room) !== 'joined') {
+          outbox.error(ws, 'forbidden', 'join the room first', ref)
+          return
+        }
+        reads.read(ws, frame).catch((error: unknown) => { fail(ws, error) })
     }
   }
 
@@ -139,31 +203,47 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
     maxLifetime: 0,
 
     upgrade (res, req: HttpRequest, context: us_socket_context_t) {
-      // Everything is read from req here: it is invalid once this handler returns. Verification
-      // is synchronous (HMAC), so the upgrade completes within the handler and cannot be aborted midway.
+      // Everything is read from req here: it is invalid once this handler returns or awaits.
       const key = req.getHeader('sec-websocket-key')
       const extensions = req.getHeader('sec-websocket-extensions')
       const headers = { protocol: req.getHeader('sec-websocket-protocol'), authorization: req.getHeader('authorization'), query: req.getQuery() ?? '' }
       if (!accepting) {
-        refuseUpgrade(res, '503 Service Unavailable', 'unavailable', 'the server is shutting down')
+        refuseUpgrade(res, ...SHUTTING_DOWN)
         return
       }
+      // Signature, expiry and database first, synchronously: a bad token never reaches the database.
       const auth = authenticateUpgrade(headers, options.verify)
       if (!auth.ok) {
         refuseUpgrade(res, '401 Unauthorized', 'unauthorized', auth.message)
         return
       }
-      const state: SocketState = {
-        user: auth.user,
-        expiresAt: auth.expiresAt,
-        rooms: new Map(),
-        open: true,
-        expiry: undefined,
-        onDrain: undefined,
-        typing: undefined,
-        ...limit.initial(Date.now())
+      // Then whether the user exists, which completes the upgrade later: the client may be gone by
+      // then, and an aborted response must not be touched.
+      let aborted = false
+      res.onAborted(() => { aborted = true })
+      const settle = (status: UserStatus | 'failed'): void => {
+        if (aborted) return
+        const refusal = !accepting ? SHUTTING_DOWN : status === 'exists' ? null : USER_REFUSALS[status]
+        if (refusal !== null) {
+          refuseUpgrade(res, ...refusal)
+          return
+        }
+        const state: SocketState = {
+          user: auth.user,
+          expiresAt: auth.expiresAt,
+          rooms: new Map(),
+          open: true,
+          expiry: undefined,
+          onDrain: undefined,
+          typing: undefined,
+          ...limit.initial(Date.now())
+        }
+        upgradeLater(res, () => { res.upgrade(state, key, auth.protocol, extensions, context) })
       }
-      res.cork(() => { res.upgrade(state, key, auth.protocol, extensions, context) })
+      deps.users.status(auth.user.id).then(settle, (error: unknown) => {
+        options.log.error({ err: error }, 'upgrade: user lookup failed')
+        settle('failed')
+      })
     },
 
     open (ws) {

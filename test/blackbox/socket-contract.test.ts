@@ -102,8 +102,10 @@ eachBackend(t, async (t, backend) => {
       const s = await open(t, alice, { via })
       if (via === 'protocol') t.equal(s.ws.protocol, 'chat.v1', 'protocol variant: the server answers with the subprotocol chat.v1')
       t.equal(s.received[0], s.welcome, `${via}: welcome is the first frame`)
-      t.strictSame(pickFields(s.welcome, ['type', 'user', 'heartbeat']), { type: 'welcome', user: { id: alice.id, username: alice.username }, heartbeat: 30 },
-        `${via}: welcome {user: {id, username}, heartbeat: 30 (HEARTBEAT_TIMEOUT default)}`)
+      const expiresAt = new Date((decodeJwt(alice.token).payload.exp as number) * 1000).toISOString()
+      t.strictSame(pickFields(s.welcome, ['type', 'user', 'heartbeat', 'expiresAt']), { type: 'welcome', user: { id: alice.id, username: alice.username }, heartbeat: 30, expiresAt },
+        `${via}: welcome {user: {id, username}, heartbeat: 30 (HEARTBEAT_TIMEOUT default), expiresAt: the token's exp}`)
+      t.match(s.welcome.expiresAt, ISO_8601, `${via}: expiresAt is ISO-8601`)
       t.type(s.welcome.heartbeat, 'number', `${via}: heartbeat is a number`)
       t.strictSame(Object.keys(s.welcome.user ?? {}).sort(), ['id', 'username'], `${via}: welcome.user is {id, username}`)
       t.strictSame(pickFields(await s.request({ type: 'ping' }), ['type']), { type: 'pong' }, `${via}: the socket works`)
@@ -167,11 +169,11 @@ eachBackend(t, async (t, backend) => {
     t.strictSame(withoutPresence(await drainUntilPong(s)), [], 'nothing else was sent')
   })
 
-  t.test('join without afterSeq: joined {room, lastSeq, online} with the joiner, no replay', async (t) => {
+  t.test('join without afterSeq: joined {room, lastSeq, online, readSeq} with the joiner, no replay', async (t) => {
     const room = await createRoom(t, 'join', alice, [bob])
     const a = await open(t, alice)
     const first = await a.request({ type: 'join', room })
-    t.strictSame(pickFields(first, ['type', 'room', 'lastSeq']), { type: 'joined', room, lastSeq: 0 }, 'an empty room: lastSeq 0')
+    t.strictSame(pickFields(first, ['type', 'room', 'lastSeq', 'readSeq']), { type: 'joined', room, lastSeq: 0, readSeq: 0 }, 'an empty room: lastSeq 0, readSeq 0')
     t.strictSame(sortOnline(first.online), onlineOf(alice), 'online includes the joining user')
     t.equal(typeof first.ref, 'string', 'ref echoed')
 
@@ -188,9 +190,13 @@ eachBackend(t, async (t, backend) => {
       if (f.ref === ref) break
     }
     const joined = frames[frames.length - 1]
-    t.strictSame(pickFields(joined, ['type', 'room', 'lastSeq', 'ref']), { type: 'joined', room, lastSeq: 2, ref }, 'lastSeq is the newest seq; ref echoed')
+    t.strictSame(pickFields(joined, ['type', 'room', 'lastSeq', 'readSeq', 'ref']), { type: 'joined', room, lastSeq: 2, readSeq: 0, ref },
+      'lastSeq is the newest seq; bob has read nothing; ref echoed')
     t.strictSame(sortOnline(joined?.online), onlineOf(alice, bob), 'online: everyone joined, joiner included')
     t.strictSame(frames.filter((f) => f.type === 'message'), [], 'no afterSeq: no replay')
+    // API.md: storing a message moves its author's read position up to its seq.
+    const again = await (await open(t, alice)).request({ type: 'join', room })
+    t.strictSame(pickFields(again, ['type', 'room', 'lastSeq', 'readSeq']), { type: 'joined', room, lastSeq: 2, readSeq: 2 }, 'the author has read what it sent')
   })
 
   t.test('non-members can join a public room (general and a fresh one)', async (t) => {
@@ -224,7 +230,7 @@ eachBackend(t, async (t, backend) => {
       t.equal(frames.length, expected.length + 1, `afterSeq ${afterSeq}: ${expected.length} messages then joined`)
       expected.forEach((m, i) => checkMessageEvent(t, frames[i], m, `afterSeq ${afterSeq}, replay #${i}`))
       const joined = frames[frames.length - 1]
-      t.strictSame(pickFields(joined, ['type', 'room', 'lastSeq', 'ref']), { type: 'joined', room, lastSeq: 5, ref }, `afterSeq ${afterSeq}: joined last`)
+      t.strictSame(pickFields(joined, ['type', 'room', 'lastSeq', 'readSeq', 'ref']), { type: 'joined', room, lastSeq: 5, readSeq: 0, ref }, `afterSeq ${afterSeq}: joined last`)
       t.strictSame(sortOnline(joined?.online), onlineOf(alice, bob), `afterSeq ${afterSeq}: online`)
       await b.close()
     }
@@ -712,5 +718,42 @@ eachBackend(t, async (t, backend) => {
     clearInterval(timer)
     t.equal(closed?.code, 1008, 'closed with 1008 (policy)')
     t.ok(at >= exp * 1000 - 1000, `not before the token expired (${at - exp * 1000} ms after exp)`)
+  })
+
+  t.test('auth with a later token of the same user: authed {expiresAt}, and the socket outlives its first token', async (t) => {
+    const { header, payload } = decodeJwt(alice.token)
+    const exp = Math.floor(Date.now() / 1000) + 2
+    const s = await open(t, { token: signJwt(header, { ...payload, exp }) })
+    t.equal(s.welcome.expiresAt, new Date(exp * 1000).toISOString(), 'welcome.expiresAt is the token\'s exp')
+    const later = exp + 600
+    const ref = 'auth-later'
+    s.send({ type: 'auth', token: signJwt(header, { ...payload, exp: later }), ref })
+    const authed = await s.next((f) => f.ref === ref)
+    t.strictSame(pickFields(authed, ['type', 'expiresAt', 'ref']), { type: 'authed', expiresAt: new Date(later * 1000).toISOString(), ref }, 'authed with the new expiry')
+    await delay(exp * 1000 - Date.now() + 1500)
+    t.equal((await s.request({ type: 'ping' })).type, 'pong', 'alive past the first token\'s expiry')
+  })
+
+  t.test('auth that cannot extend: error unauthorized with the ref; the socket stays open', async (t) => {
+    const { header, payload } = decodeJwt(alice.token)
+    const now = Math.floor(Date.now() / 1000)
+    const s = await open(t, alice)
+    const refused: Array<[string, string]> = [
+      ['malformed', 'not-a-jwt'],
+      ['another user\'s token', bob.token],
+      ['expired', signJwt(header, { ...payload, exp: now - 60 })],
+      ['badly signed', signJwt(header, { ...payload, exp: now + 600 }, { secret: 'another-secret-that-is-at-least-32-bytes' })]
+    ]
+    for (const [label, token] of refused) {
+      const ref = `auth-${label}`
+      s.send({ type: 'auth', token, ref })
+      checkErrorFrame(t, await s.next((f) => f.ref === ref), 'unauthorized', ref, label)
+    }
+    s.send({ type: 'auth', ref: 'auth-no-token' })
+    checkErrorFrame(t, await s.next((f) => f.ref === 'auth-no-token'), 'bad_request', 'auth-no-token', 'no token field')
+    t.equal((await s.request({ type: 'ping' })).type, 'pong', 'the socket stays open')
+    // Its own token again: the expiry the refusals left is the first token's.
+    t.strictSame(pickFields(await s.request({ type: 'auth', token: alice.token }), ['type', 'expiresAt']),
+      { type: 'authed', expiresAt: new Date((payload.exp as number) * 1000).toISOString() }, 'the expiry is unchanged')
   })
 })

@@ -9,7 +9,6 @@ import type { Test } from 'tap'
 import WebSocket from 'ws'
 import type { ApiClient } from './http.js'
 import { connect, type ConnectedSocket, type Frame, type SocketOptions, type TestSocket } from './socket.js'
-import { signJwt } from './tokens.js'
 
 /** A Message as API.md renders it (history, and `message` events without their `type`). */
 export interface Message {
@@ -163,12 +162,17 @@ export function tempDataDir (t: Test, prefix: string): string {
   return dir
 }
 
-/** Registers a user (one password hash) and signs its token with `secret` here, instead of logging in (a second hash). */
-export async function registerWithSignedToken (api: ApiClient, username: string, secret: string): Promise<Account> {
-  const res = await api.request('POST', '/auth/register', { json: { username, password: 'correct-horse-battery' } })
-  if (res.status !== 201) throw new Error(`register ${username}: ${res.status} ${res.text}`)
-  const token = signJwt({ alg: 'HS256', typ: 'JWT' }, { sub: res.body.id, username, exp: Math.floor(Date.now() / 1000) + 3600 }, { secret })
-  return { id: res.body.id, username, token }
+/**
+ * Registers `username` and logs it in. A token cannot be signed here instead: it names the
+ * database that issued it. Spawned servers hash at the production cost, so keep the users few.
+ */
+export async function registerAndLogIn (api: ApiClient, username: string): Promise<Account> {
+  const password = 'correct-horse-battery'
+  const registered = await api.request('POST', '/auth/register', { json: { username, password } })
+  if (registered.status !== 201) throw new Error(`register ${username}: ${registered.status} ${registered.text}`)
+  const login = await api.request('POST', '/auth/login', { json: { username, password } })
+  if (login.status !== 200) throw new Error(`log in ${username}: ${login.status} ${login.text}`)
+  return { id: registered.body.id, username, token: login.body.token }
 }
 
 /** A socket per account, terminated at teardown, each joined to `room` (asserted). */

@@ -3,7 +3,7 @@
 // (`spawnServer`), so a test can SIGKILL or SIGTERM one and watch the others.
 import type { Test } from 'tap'
 import { backends } from './backends.js'
-import { registerWithSignedToken, spawnedServerEnv, tempDataDir, type Account } from './chat.js'
+import { registerAndLogIn, spawnedServerEnv, tempDataDir, type Account } from './chat.js'
 import { createClient, type ApiClient } from './http.js'
 import { redisServerMissing, startRedisServer, type RedisServer } from './redis-server.js'
 import { spawnServer, type Exit, type LogLine, type ServerProcess } from './spawn.js'
@@ -46,7 +46,7 @@ export interface Cluster {
   /** The one database every node uses. */
   readonly databaseUrl: string
   readonly secret: string
-  /** Registers users (one per name, the same name as username), spread over the live nodes, with tokens signed by the cluster secret. */
+  /** Registers and logs in users (one per name, the same name as username), spread over the live nodes. */
   users (names: readonly string[]): Promise<Account[]>
 }
 
@@ -132,8 +132,8 @@ export async function startCluster (t: Test, options: ClusterOptions): Promise<C
     secret: CLUSTER_SECRET,
     async users (names) {
       const live = nodes.filter((n) => n.alive())
-      // Registering hashes a password at the production cost: spread the users over the nodes.
-      return await Promise.all(names.map(async (name, i) => await registerWithSignedToken(live[i % live.length]!.api, name, CLUSTER_SECRET)))
+      // Registering and logging in hash a password at the production cost: spread the users over the nodes.
+      return await Promise.all(names.map(async (name, i) => await registerAndLogIn(live[i % live.length]!.api, name)))
     }
   }
 }

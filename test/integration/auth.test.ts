@@ -245,12 +245,12 @@ eachBackend(t, async (t, backend) => {
     t.not(a.split('$')[3], b.split('$')[3], 'different salts')
   })
 
-  t.test('login: 200 {token, tokenType, expiresIn, user}', async (t) => {
+  t.test('login: 200 {token, tokenType, expiresIn, refreshToken, refreshExpiresIn, user}', async (t) => {
     const username = name('Carol')
     const id = (await register(api, username)).body.id as string
     const res = await login(api, username)
     t.equal(res.status, 200)
-    t.same(Object.keys(res.body).sort(), ['expiresIn', 'token', 'tokenType', 'user'])
+    t.same(Object.keys(res.body).sort(), ['expiresIn', 'refreshExpiresIn', 'refreshToken', 'token', 'tokenType', 'user'])
     t.equal(res.body.tokenType, 'Bearer')
     t.equal(res.body.expiresIn, 600, 'expiresIn follows JWT_TTL')
     t.same(res.body.user, { id, username })

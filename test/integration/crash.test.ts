@@ -9,7 +9,7 @@
 // acked ones unchanged, seq gapless 1..N.
 import t, { type Test } from 'tap'
 import {
-  BURST, connectAndJoin, delay, planBurst, range, readWholeHistory, registerWithSignedToken, sendPlanned, spawnedServerEnv,
+  BURST, connectAndJoin, delay, planBurst, range, readWholeHistory, registerAndLogIn, sendPlanned, spawnedServerEnv,
   startBurst, tempDataDir, trackReplies, waitUntil, type Account
 } from '../helpers/chat.js'
 import { createClient } from '../helpers/http.js'
@@ -28,7 +28,7 @@ async function run (t: Test, env: Record<string, string>): Promise<void> {
   const base1 = `http://127.0.0.1:${await first.listening()}`
   const api1 = createClient(base1)
   const users: Account[] = []
-  for (let i = 0; i < BURST.sockets; i++) users.push(await registerWithSignedToken(api1, `crash_${i}`, SECRET))
+  for (let i = 0; i < BURST.sockets; i++) users.push(await registerAndLogIn(api1, `crash_${i}`))
   const sockets1 = await connectAndJoin(t, base1, users, room)
   const replies = trackReplies(sockets1)
   const burst = startBurst(t, sockets1, room, plan)

@@ -23,7 +23,9 @@ eachBackend(t, async (t, backend) => {
   const { api, config } = await startTestServer(t, backend)
   const user = await api.user('jwt')
   const HS256 = { alg: 'HS256', typ: 'JWT' }
-  const claims = (extra: Json = {}): Json => ({ sub: user.id, username: user.username, iat: now(), exp: now() + 300, ...extra })
+  // aud names this server's database; it is copied from a token the server issued.
+  const { aud } = decodeJwt(user.token).payload
+  const claims = (extra: Json = {}): Json => ({ sub: user.id, username: user.username, aud, iat: now(), exp: now() + 300, ...extra })
   const rooms = async (authorization?: string): Promise<ApiResponse> =>
     await api.request('GET', '/rooms', authorization === undefined ? {} : { headers: { authorization } })
 
@@ -105,9 +107,10 @@ eachBackend(t, async (t, backend) => {
     for (const [label, token] of cases) assertUnauthorized(t, await rooms(`Bearer ${token}`), label)
   })
 
-  t.test('claims: exp is required and checked, sub is required', async (t) => {
+  t.test('claims: exp is required and checked, sub and aud are required', async (t) => {
     const { exp: _exp, ...withoutExp } = claims()
     const { sub: _sub, ...withoutSub } = claims()
+    const { aud: _aud, ...withoutAud } = claims()
     const cases: Array<[string, Json]> = [
       ['no exp', withoutExp],
       ['expired a minute ago', claims({ iat: now() - 120, exp: now() - 60 })],
@@ -115,6 +118,12 @@ eachBackend(t, async (t, backend) => {
       ['exp as a string', claims({ exp: String(now() + 300) })],
       ['exp null', claims({ exp: null })],
       ['no sub', withoutSub],
+      ['no aud (a token from before v1.1)', withoutAud],
+      ['aud of another database', claims({ aud: 'chat:0123456789abcdef0123456789abcdef' })],
+      ['aud without the chat: prefix', claims({ aud: String(aud).slice('chat:'.length) })],
+      ['aud as a list without this database', claims({ aud: ['chat:other', 'another-service'] })],
+      ['sub that is not a user id', claims({ sub: 'admin' })],
+      ['sub as a number', claims({ sub: Number(user.id) })],
       ['not valid yet (nbf in the future)', claims({ nbf: now() + 300 })]
     ]
     for (const [label, payload] of cases) assertUnauthorized(t, await rooms(`Bearer ${signJwt(HS256, payload)}`), label)

@@ -15,7 +15,7 @@ import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import type { Message } from '../../src/protocol/resources.js'
 import {
-  BURST, connectAndJoin, delay, planBurst, range, readWholeHistory, registerWithSignedToken, sendPlanned, spawnedServerEnv,
+  BURST, connectAndJoin, delay, planBurst, range, readWholeHistory, registerAndLogIn, sendPlanned, spawnedServerEnv,
   startBurst, tempDataDir, trackReplies, waitUntil, type Account, type PlannedMessage
 } from '../helpers/chat.js'
 import { createClient } from '../helpers/http.js'
@@ -74,7 +74,7 @@ t.test('SIGTERM while sockets send: exit 0, 1001 for all, every ack stored', asy
     const server = spawnServer(t, { env })
     const base = `http://127.0.0.1:${await server.listening()}`
     const api = createClient(base)
-    for (let i = 0; i < BURST.sockets; i++) users.push(await registerWithSignedToken(api, `shut_${i}`, SECRET))
+    for (let i = 0; i < BURST.sockets; i++) users.push(await registerAndLogIn(api, `shut_${i}`))
     t.equal((await api.request('POST', '/rooms', { token: users[0]!.token, json: { id: 'burst' } })).status, 201, 'room created')
     const sockets = await connectAndJoin(t, base, users, 'burst')
     const replies = burstReplies = trackReplies(sockets)

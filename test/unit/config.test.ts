@@ -37,6 +37,7 @@ t.test('defaults follow API.md', async (t) => {
   t.equal(config.redis.prefix, 'chat:')
   t.equal(config.redis.sharded, false, 'classic pub/sub unless asked')
   t.equal(config.jwt.ttlSeconds, 3600)
+  t.equal(config.jwt.refreshTtlSeconds, 2_592_000, 'REFRESH_TTL: 30 days')
   t.equal(config.jwt.secret, SECRET)
   t.equal(config.log.level, 'info')
   t.equal(config.heartbeatSeconds, 30)
@@ -61,6 +62,7 @@ t.test('valid values are taken', async (t) => {
     REDIS_PREFIX: 'eu-1:chat.',
     REDIS_PUBSUB: 'sharded',
     JWT_TTL: '60',
+    REFRESH_TTL: '86400',
     LOG_LEVEL: 'silent',
     HEARTBEAT_TIMEOUT: '9'
   })
@@ -72,6 +74,7 @@ t.test('valid values are taken', async (t) => {
   t.equal(config.redis.prefix, 'eu-1:chat.')
   t.equal(config.redis.sharded, true)
   t.equal(config.jwt.ttlSeconds, 60)
+  t.equal(config.jwt.refreshTtlSeconds, 86400)
   t.equal(config.log.level, 'silent')
   t.equal(config.heartbeatSeconds, 9)
 })
@@ -99,6 +102,10 @@ t.test('each invalid variable gives one problem naming it', async (t) => {
     ['PORT', '70000'],
     ['JWT_TTL', '0'],
     ['JWT_TTL', '12abc'],
+    ['REFRESH_TTL', '0'],
+    ['REFRESH_TTL', '315360001'],
+    ['REFRESH_TTL', '1.5'],
+    ['REFRESH_TTL', '30d'],
     ['HEARTBEAT_TIMEOUT', '0'],
     ['HEARTBEAT_TIMEOUT', '7'],
     ['HEARTBEAT_TIMEOUT', '961'],
@@ -216,8 +223,10 @@ t.test('TRUST_PROXY entries must be addresses, CIDRs or named ranges', async (t)
 })
 
 t.test('short lifetimes are allowed (tests of expiry and heartbeats use them)', async (t) => {
-  const config = loadConfig({ JWT_SECRET: SECRET, JWT_TTL: '1', HEARTBEAT_TIMEOUT: '8' })
+  const config = loadConfig({ JWT_SECRET: SECRET, JWT_TTL: '1', REFRESH_TTL: '1', HEARTBEAT_TIMEOUT: '8' })
   t.equal(config.jwt.ttlSeconds, 1)
+  t.equal(config.jwt.refreshTtlSeconds, 1)
+  t.equal(loadConfig({ JWT_SECRET: SECRET, REFRESH_TTL: '315360000' }).jwt.refreshTtlSeconds, 315_360_000, 'REFRESH_TTL up to ten years')
   t.equal(config.heartbeatSeconds, 8, 'the shortest heartbeat uWS supports')
   t.equal(loadConfig({ JWT_SECRET: SECRET, HEARTBEAT_TIMEOUT: '960' }).heartbeatSeconds, 960, 'the longest')
 })

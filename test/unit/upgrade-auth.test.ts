@@ -1,5 +1,5 @@
 import t from 'tap'
-import { authenticateUpgrade, SUBPROTOCOL, tokenFromUpgrade, type UpgradeHeaders, type VerifyToken } from '../../src/gateway/auth.js'
+import { authenticateUpgrade, checkToken, createUserCheck, SUBPROTOCOL, tokenFromUpgrade, type UpgradeHeaders, type VerifyToken } from '../../src/gateway/auth.js'
 
 const headers = (overrides: Partial<UpgradeHeaders> = {}): UpgradeHeaders =>
   ({ protocol: '', authorization: '', query: '', ...overrides })
@@ -153,4 +153,67 @@ t.test('authenticateUpgrade: claims that do not describe a user are refused', as
 t.test('authenticateUpgrade: extra claims are ignored', async (t) => {
   const auth = authenticateUpgrade(headers({ query: 'token=good' }), () => ({ ...claims, iat: 1, role: 'admin' } as ReturnType<VerifyToken>))
   t.same(auth, { ok: true, user: { id: '42', username: 'alice' }, expiresAt: EXP * 1000, protocol: '' })
+})
+
+t.test('checkToken: the claims of a verified token, or why not', async (t) => {
+  t.same(checkToken('good', verifier('good').verify), { ok: true, user: { id: '42', username: 'alice' }, expiresAt: EXP * 1000 })
+  t.same(checkToken('bad', verifier('good').verify), { ok: false, message: 'invalid token' })
+  t.same(checkToken('x', throwing({ code: 'FAST_JWT_EXPIRED' })), { ok: false, message: 'token expired' })
+  t.same(checkToken('good', () => ({ ...claims, sub: 'alice' })), { ok: false, message: 'invalid token' }, 'claims that name no user')
+})
+
+/** A lookup that records its calls and answers from `users`, or with `fail`'s error. */
+function lookupOf (users: string[]): { lookup: (ids: string[]) => Promise<Set<string>>, calls: string[][], fail: (error: unknown) => void } {
+  const calls: string[][] = []
+  let failure: unknown
+  return {
+    calls,
+    fail: (error) => { failure = error },
+    lookup: async (ids) => {
+      calls.push([...ids])
+      if (failure !== undefined) throw failure
+      return new Set(ids.filter((id) => users.includes(id)))
+    }
+  }
+}
+
+const DOWN = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
+const isDown = (error: unknown): boolean => error === DOWN
+
+t.test('createUserCheck: the checks of one event-loop turn share one lookup', async (t) => {
+  const { lookup, calls } = lookupOf(['1', '2'])
+  const users = createUserCheck({ lookup, isUnavailable: isDown })
+  t.teardown(async () => await users.close())
+  const answers = await Promise.all(['1', '2', '3', '1'].map(async (id) => await users.status(id)))
+  t.same(answers, ['exists', 'exists', 'gone', 'exists'])
+  t.equal(calls.length, 1, 'one lookup')
+  t.same(calls[0], ['1', '2', '3', '1'], 'with every id asked')
+  t.equal(await users.status('3'), 'gone', 'a later turn looks up again')
+  t.equal(calls.length, 2)
+})
+
+t.test('createUserCheck: a database that cannot be reached is unavailable, not gone', async (t) => {
+  const { lookup, fail } = lookupOf(['1'])
+  const users = createUserCheck({ lookup, isUnavailable: isDown })
+  t.teardown(async () => await users.close())
+  fail(DOWN)
+  t.same(await Promise.all([users.status('1'), users.status('2')]), ['unavailable', 'unavailable'])
+  // Right after a failure the check answers at once, without asking the database again.
+  t.equal(await users.status('1'), 'unavailable', 'refused during the cooldown')
+})
+
+t.test('createUserCheck: any other lookup error is a bug and rejects', async (t) => {
+  const { lookup, fail } = lookupOf(['1'])
+  const users = createUserCheck({ lookup, isUnavailable: isDown })
+  t.teardown(async () => await users.close())
+  const bug = new Error('syntax error')
+  fail(bug)
+  await t.rejects(users.status('1'), bug)
+})
+
+t.test('createUserCheck: closed, it answers unavailable', async (t) => {
+  const { lookup } = lookupOf(['1'])
+  const users = createUserCheck({ lookup, isUnavailable: isDown })
+  await users.close()
+  t.equal(await users.status('1'), 'unavailable')
 })
