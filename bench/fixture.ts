@@ -11,6 +11,11 @@ export const WS_USER_PREFIX = 'ws_bench_'
 export const WS_FANOUT_ROOM = 'bench-fanout'
 /** Socket i's own room for the ingest scenario: `bench-ingest-<i>`, no other member. */
 export function wsIngestRoom (index: number): string { return `bench-ingest-${index}` }
+/**
+ * Socket i's room for the reads scenario, authored by user i and seeded with messages only when that
+ * scenario runs (`ws-server.ts --read-rooms`): socket i reads room i + 1 and gets the receipts of room i.
+ */
+export function wsReadRoom (index: number): string { return `bench-read-${index}` }
 /** Sockets per room in the many-small-rooms and idle-memory scenarios. */
 export const SMALL_ROOM_SIZE = 10
 /** Socket i's small room: sockets 0-9 share `bench-small-0`, 10-19 `bench-small-1`, … */

@@ -13,6 +13,12 @@ export interface Profile {
   readonly smallRooms: { readonly sockets: number, readonly rates: readonly number[] }
   /** Each socket in a room of its own, rising rates until ack p99 passes 50 ms. */
   readonly ingest: { readonly sockets: number, readonly rates: readonly number[] }
+  /**
+   * Each socket (at least 2) reading another's room, rates in reads/s over all sockets, until the
+   * reply's p99 passes 50 ms. The server seeds every room with the reads one socket sends over the
+   * whole ramp: 100 sockets at the full profile's rates are about 790,000 messages.
+   */
+  readonly reads: { readonly sockets: number, readonly rates: readonly number[] }
   readonly memory: { readonly sockets: number }
   readonly connect: { readonly sockets: number, readonly concurrency: number }
   readonly rest: { readonly seconds: number }
@@ -38,7 +44,7 @@ export interface ClusterProfile {
   readonly settleSeconds: number
 }
 
-const ALL: readonly ScenarioName[] = ['fanout', 'small-rooms', 'ingest', 'memory', 'connect', 'rest', 'cluster']
+const ALL: readonly ScenarioName[] = ['fanout', 'small-rooms', 'ingest', 'reads', 'memory', 'connect', 'rest', 'cluster']
 
 export const PROFILES: Readonly<Record<Profile['name'], Profile>> = {
   quick: {
@@ -47,6 +53,7 @@ export const PROFILES: Readonly<Record<Profile['name'], Profile>> = {
     fanout: { sockets: 1000, rates: [20, 50, 100] },
     smallRooms: { sockets: 3000, rates: [1000, 5000] },
     ingest: { sockets: 100, rates: [1000, 2500, 5000, 10_000, 15_000, 20_000, 25_000] },
+    reads: { sockets: 100, rates: [1000, 2500, 5000, 10_000, 20_000] },
     memory: { sockets: 10_000 },
     connect: { sockets: 2000, concurrency: 100 },
     rest: { seconds: 3 },
@@ -68,6 +75,7 @@ export const PROFILES: Readonly<Record<Profile['name'], Profile>> = {
     fanout: { sockets: 1000, rates: [10, 20, 50, 100, 200, 400] },
     smallRooms: { sockets: 10_000, rates: [1000, 5000, 10_000, 20_000] },
     ingest: { sockets: 100, rates: [1000, 2000, 3000, 4000, 6000, 8000, 10_000, 12_000, 14_000, 16_000, 18_000, 20_000, 22_000, 25_000, 30_000] },
+    reads: { sockets: 100, rates: [1000, 2500, 5000, 10_000, 15_000, 20_000, 25_000] },
     memory: { sockets: 15_000 },
     connect: { sockets: 10_000, concurrency: 100 },
     rest: { seconds: 10 },
@@ -84,13 +92,15 @@ export const PROFILES: Readonly<Record<Profile['name'], Profile>> = {
   },
   smoke: {
     name: 'smoke',
-    scenarios: ['fanout', 'ingest'],
+    scenarios: ['fanout', 'ingest', 'reads'],
     // Sized so every process measured spends several 10 ms /proc ticks in a step: raw uWS needs
     // about 10,000 deliveries for 50 ms. Ingest stays where PGlite (2 ms a transaction) serves one
     // INSERT per message with room to spare.
     fanout: { sockets: 20, rates: [400] },
     smallRooms: { sockets: 20, rates: [50] },
     ingest: { sockets: 10, rates: [200] },
+    // 400 reads: 40 seeded messages per room.
+    reads: { sockets: 10, rates: [200] },
     memory: { sockets: 50 },
     connect: { sockets: 50, concurrency: 10 },
     rest: { seconds: 1 },

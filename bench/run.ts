@@ -18,13 +18,14 @@ import { connect } from './scenarios/connect.js'
 import { fanout } from './scenarios/fanout.js'
 import { ingest } from './scenarios/ingest.js'
 import { memory } from './scenarios/memory.js'
+import { reads } from './scenarios/reads.js'
 import { rest } from './scenarios/rest.js'
 import type { ScenarioContext, SocketScenario, StandaloneScenario, WebSocketServerName } from './scenarios/scenario.js'
 import { smallRooms } from './scenarios/small-rooms.js'
 import { abandonRun, startBenchServer, type BenchServer } from './server-process.js'
 
 /** Per server, memory first: it wants a server whose heap no other scenario has grown. */
-const SOCKET_SCENARIOS: readonly SocketScenario[] = [memory, connect, fanout, smallRooms, ingest]
+const SOCKET_SCENARIOS: readonly SocketScenario[] = [memory, connect, fanout, smallRooms, ingest, reads]
 const STANDALONE: readonly StandaloneScenario[] = [rest, cluster]
 const SCENARIO_NAMES: readonly ScenarioName[] = [...SOCKET_SCENARIOS, ...STANDALONE].map((scenario) => scenario.name)
 const SERVER_ORDER: readonly WebSocketServerName[] = ['chat', 'uws-raw', 'socketio', 'socketio-insert']
@@ -121,7 +122,11 @@ export async function runBench (options: Options): Promise<{ run: BenchRun, file
     progress(`${name}: starting…`)
     let server: BenchServer | undefined
     await attempt(scenarios[0]!.name, name, async () => {
-      server = await startBenchServer(name, { users: Math.max(...scenarios.map((scenario) => scenario.users(profile))), adminUrl })
+      server = await startBenchServer(name, {
+        users: Math.max(...scenarios.map((scenario) => scenario.users(profile))),
+        readRooms: scenarios.map((scenario) => scenario.readRooms?.(profile)).find((rooms) => rooms !== undefined),
+        adminUrl
+      })
     })
     if (server === undefined) continue
     try {
@@ -168,7 +173,7 @@ function summary (row: ResultRow): string {
   return `${row.scenario.padEnd(11)} ${row.server.padEnd(22)} ${row.step.padEnd(30)}` +
     (latency === undefined ? '' : ` p50 ${latency.p50} ms, p99 ${latency.p99} ms`) +
     (row.cpuUsPerDelivery === undefined ? '' : `, ${row.cpuUsPerDelivery} µs CPU/delivery`) +
-    (row.cpuUsPerDelivery !== undefined || row.cpuUsPerMessage === undefined ? '' : `, ${row.cpuUsPerMessage} µs CPU/msg`) +
+    (row.cpuUsPerDelivery !== undefined || row.cpuUsPerMessage === undefined ? '' : `, ${row.cpuUsPerMessage} µs CPU/${row.scenario === 'reads' ? 'read' : 'msg'}`) +
     (row.rssKbPerSocket === undefined ? '' : ` ${row.rssKbPerSocket} KB/socket`) +
     (row.upgradesPerSecond === undefined ? '' : `, ${row.upgradesPerSecond} upgrades/s`) +
     (row.requestsPerSecond === undefined ? '' : `, ${row.requestsPerSecond} req/s`) +

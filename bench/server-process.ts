@@ -1,7 +1,8 @@
 // The servers under test, each in its own process on 127.0.0.1: ours (`ws-server.ts`, `rest-server.ts`)
 // and the peers (`peers/`). Ours runs on an embedded database in a temporary DATA_DIR or, given an
 // admin DATABASE_URL, on a fresh Postgres database created for the run and dropped afterwards; so
-// does the Socket.IO peer that stores messages. Also the tokens the load generator's users carry.
+// does the Socket.IO peer that stores messages. Also the tokens the load generator's users carry:
+// signed with the bench's secret and the claims ours prints when ready (the database it is bound to).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { dirname, join } from 'node:path'
@@ -32,6 +33,8 @@ export interface BenchServer extends BenchProcess {
   readonly protocol: Protocol
   readonly port: number
   readonly users: readonly BenchUser[]
+  /** Claims its tokens carry besides the user and the times (ours: the database's audience); {} for the peers. */
+  readonly tokenClaims: Readonly<Record<string, unknown>>
   /** Whether it stores on Postgres (a database of its own) rather than an embedded one or none. */
   readonly postgres: boolean
   /** The run database's backends: pid → CPU seconds; empty without a Postgres database. */
@@ -162,8 +165,19 @@ export async function abandonRun (): Promise<void> {
   await Promise.all([...liveDatabases.keys()].map(dropRunDatabase))
 }
 
-const SCRIPTS: Readonly<Record<Exclude<ServerName, 'chat-fastify-listener' | 'chat-cluster'>, { script: string, args: (users: number) => string[], stores: boolean }>> = {
-  chat: { script: 'ws-server', args: (users) => ['--users', String(users)], stores: true },
+/** What the server is seeded with: `users` users, and (ours only) read rooms for the reads scenario. */
+export interface BenchSeed {
+  readonly users: number
+  /** The first `rooms` users each get a room of `messages` messages written by them (bench/fixture.ts wsReadRoom). */
+  readonly readRooms?: { readonly rooms: number, readonly messages: number }
+}
+
+const SCRIPTS: Readonly<Record<Exclude<ServerName, 'chat-fastify-listener' | 'chat-cluster'>, { script: string, args: (seed: BenchSeed) => string[], stores: boolean }>> = {
+  chat: {
+    script: 'ws-server',
+    args: ({ users, readRooms }) => ['--users', String(users), ...(readRooms === undefined ? [] : ['--read-rooms', String(readRooms.rooms), '--read-messages', String(readRooms.messages)])],
+    stores: true
+  },
   'uws-raw': { script: 'peers/uws-raw', args: () => [], stores: false },
   socketio: { script: 'peers/socketio', args: () => [], stores: false },
   'socketio-insert': { script: 'peers/socketio', args: () => ['--store'], stores: true }
@@ -176,14 +190,14 @@ const PROTOCOLS: Readonly<Record<keyof typeof SCRIPTS, Protocol>> = { chat: 'cha
  * URL, or '' for embedded storage). Ours seeds them in its database; the peers have no user table,
  * so theirs are made up, with the same names.
  */
-export async function startBenchServer (name: keyof typeof SCRIPTS, options: { readonly users: number, readonly adminUrl: string }): Promise<BenchServer> {
+export async function startBenchServer (name: keyof typeof SCRIPTS, options: BenchSeed & { readonly adminUrl: string }): Promise<BenchServer> {
   const { script, args, stores } = SCRIPTS[name]
   const database = stores && options.adminUrl !== '' ? await createRunDatabase(options.adminUrl) : null
   const env: NodeJS.ProcessEnv = { ...WS_SERVER_ENV, ...process.env, LOG_LEVEL: 'error', DATABASE_URL: database?.url ?? '' }
   delete env.DATA_DIR // always a fresh temporary one (embedded), removed by the server when it stops
   let child: BenchProcess
   try {
-    child = await spawnBenchProcess(script, args(options.users), env)
+    child = await spawnBenchProcess(script, args(options), env)
   } catch (error) {
     if (database !== null) await dropRunDatabase(database)
     throw error
@@ -197,6 +211,7 @@ export async function startBenchServer (name: keyof typeof SCRIPTS, options: { r
     protocol: PROTOCOLS[name],
     port: child.ready.port as number,
     users,
+    tokenClaims: tokenClaims(child),
     postgres: database !== null,
     postgresBackends: async () => database === null ? new Map<number, number>() : await databaseBackends(database),
     async stop () {
@@ -226,6 +241,7 @@ export async function startChatNode (options: {
     protocol: 'chat',
     port: child.ready.port as number,
     users: child.ready.users as BenchUser[],
+    tokenClaims: tokenClaims(child),
     postgres: true,
     postgresBackends: async () => await databaseBackends(database)
   }
@@ -241,11 +257,18 @@ async function databaseBackends (database: RunDatabase): Promise<Map<number, num
   return cpu
 }
 
-/** HS256, as our server (and the Socket.IO peer) verify it: claims sub, username, exp. */
-export function signToken (user: BenchUser): string {
+function tokenClaims (child: BenchProcess): Record<string, unknown> {
+  return (child.ready.tokenClaims as Record<string, unknown> | undefined) ?? {}
+}
+
+/**
+ * HS256, as our server (and the Socket.IO peer) verify it: claims sub, username, exp, and the
+ * server's own (`BenchServer.tokenClaims`).
+ */
+export function signToken (user: BenchUser, claims: Readonly<Record<string, unknown>>): string {
   const part = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url')
   const now = Math.floor(Date.now() / 1000)
-  const input = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub: user.id, username: user.username, iat: now, exp: now + 3600 })}`
+  const input = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ ...claims, sub: user.id, username: user.username, iat: now, exp: now + 3600 })}`
   return `${input}.${createHmac('sha256', BENCH_SECRET).update(input).digest('base64url')}`
 }
 

@@ -2,6 +2,10 @@
 // small-rooms and ingest scenarios need: each step sends `rate` messages/s for a while, round-robin
 // over the sockets, each to its socket's room, then waits for the acks and deliveries still due.
 // A body starts with `<performance.now() at send>|<step>|`, so each receiver measures its latency.
+// The reads scenario sends `read` frames the same way instead: read n of a socket asks for seq n,
+// its `read` reply counts as its ack and the `receipt` the room's other socket gets as a delivery,
+// timed from the send of the read whose room and seq it names. The server may fold reads stored in
+// one batch into one receipt (the highest), so a receipt covers every read of its room up to its seq.
 import { performance } from 'node:perf_hooks'
 import type { RecordableHistogram } from 'node:perf_hooks'
 import type { ResultRow, RowScenario, ServerName } from '../report/results.js'
@@ -28,8 +32,13 @@ export interface MessageStep {
   /** Messages per second in, over all sockets. */
   readonly rate: number
   readonly seconds: number
-  /** Sockets that get each message besides its sender (room size - 1). */
+  /** Sockets that get each message (or each read's receipt) besides its sender (room size - 1). */
   readonly receivers: number
+  /**
+   * What the sockets send: messages (the default), or `read` frames, read n of a socket for seq n,
+   * each socket in a room of its own read by no other (then `receivers` is 0 or 1).
+   */
+  readonly frame?: 'message' | 'read'
   /** Sent first at the same rate and not reported: connections and JIT warm up. */
   readonly warmupSeconds: number
   /** How long to wait for what is still due after the last send. */
@@ -38,16 +47,24 @@ export interface MessageStep {
 
 interface Tally {
   readonly id: number
+  readonly frame: 'message' | 'read'
   sent: number
   acked: number
+  /** Reads answered with a position below the seq they asked for: the room had run out of messages. */
+  short: number
   failed: number
+  /** Frames delivered: messages, or receipts. */
   delivered: number
+  /** Reads whose position a receipt has reached the room's other socket with (theirs or a later one's). */
+  covered: number
   readonly errors: Map<string, number>
   readonly ack: RecordableHistogram
   readonly delivery: RecordableHistogram
 }
 
 interface Outstanding { readonly sentAt: number[], readonly step: number[] }
+/** A room's reads by seq, and the highest seq a receipt has covered. */
+interface RoomReads extends Outstanding { covered: number }
 
 export interface MessageLoad {
   /** Give these to `openSocket` for every socket the load drives. */
@@ -62,17 +79,33 @@ export function createMessageLoad (): MessageLoad {
   const tallies: Tally[] = []
   const outstanding = new Map<LoadSocket, Outstanding>()
   const closes = new Map<number, number>()
+  /** Reads by room and seq, for their receipts: a room is read by one socket, and each read asks for the next seq. */
+  const readsByRoom = new Map<string, RoomReads>()
   const counters = new Map<LoadSocket, number>()
   const unattributed = new Map<string, number>()
 
   const events: SocketEvents = {
-    acked (socket, n, now) {
+    acked (socket, n, now, ack) {
       const sent = outstanding.get(socket)
       const tally = tallies[sent?.step[n] ?? -1]
       if (sent === undefined || tally === undefined) return
       tally.acked++
+      if (tally.frame === 'read' && ack !== undefined && ack.seq < n) tally.short++
       recordMs(tally.ack, now - sent.sentAt[n]!)
       sent.step[n] = -1 // acked: a second ack would not count again
+    },
+    receipt (_socket, receipt, now) {
+      const read = readsByRoom.get(receipt.room)
+      const tally = tallies[read?.step[receipt.readSeq] ?? -1]
+      if (read === undefined || tally === undefined) return
+      tally.delivered++
+      recordMs(tally.delivery, now - read.sentAt[receipt.readSeq]!)
+      for (let seq = read.covered + 1; seq <= receipt.readSeq; seq++) {
+        const covered = tallies[read.step[seq] ?? -1]
+        if (covered !== undefined) covered.covered++
+        read.step[seq] = -1
+      }
+      read.covered = Math.max(read.covered, receipt.readSeq)
     },
     delivered (sentAt, step, now) {
       const tally = tallies[step]
@@ -110,21 +143,35 @@ export function createMessageLoad (): MessageLoad {
         const now = performance.now()
         sent.sentAt[n] = now
         sent.step[n] = tally.id
-        socket.send(roomOf(socket), n, `${now.toFixed(3)}|${tally.id}|${FILLER}`)
+        const room = roomOf(socket)
+        if (tally.frame === 'read') {
+          let read = readsByRoom.get(room)
+          if (read === undefined) readsByRoom.set(room, read = { sentAt: [], step: [], covered: 0 })
+          read.sentAt[n] = now
+          read.step[n] = tally.id
+          socket.read(room, n)
+        } else {
+          socket.send(room, n, `${now.toFixed(3)}|${tally.id}|${FILLER}`)
+        }
         tally.sent++
       }
       await delay(TICK_MS)
     }
   }
 
-  function newTally (): Tally {
-    const tally: Tally = { id: tallies.length, sent: 0, acked: 0, failed: 0, delivered: 0, errors: new Map(), ack: latencyHistogram(), delivery: latencyHistogram() }
+  function newTally (frame: Tally['frame']): Tally {
+    const tally: Tally = { id: tallies.length, frame, sent: 0, acked: 0, short: 0, failed: 0, delivered: 0, covered: 0, errors: new Map(), ack: latencyHistogram(), delivery: latencyHistogram() }
     tallies.push(tally)
     return tally
   }
 
+  /** Each acked message is due at every receiver; each read that moved the position, at its one receiver. */
+  const missing = (tally: Tally, receivers: number): number => tally.frame === 'read'
+    ? Math.max(0, (tally.acked - tally.short) * receivers - tally.covered)
+    : Math.max(0, tally.acked * receivers - tally.delivered)
+
   const settled = (tally: Tally, receivers: number): boolean =>
-    tally.acked + tally.failed >= tally.sent && tally.delivered >= tally.acked * receivers
+    tally.acked + tally.failed >= tally.sent && missing(tally, receivers) === 0
 
   async function drain (tally: Tally, receivers: number, seconds: number): Promise<void> {
     const deadline = performance.now() + seconds * 1000
@@ -136,11 +183,11 @@ export function createMessageLoad (): MessageLoad {
     closes,
     async run (server, sockets, roomOf, step, progress) {
       if (step.warmupSeconds > 0) {
-        const warmup = newTally()
+        const warmup = newTally(step.frame ?? 'message')
         await send(sockets, roomOf, warmup, step.rate, step.warmupSeconds)
         await drain(warmup, step.receivers, step.drainSeconds)
       }
-      const tally = newTally()
+      const tally = newTally(step.frame ?? 'message')
       const usage = await startUsage(server)
       const started = performance.now()
       let last = { at: started, sent: 0, acked: 0, delivered: 0 }
@@ -168,9 +215,10 @@ export function createMessageLoad (): MessageLoad {
         notes.push(`the generator took ${sendSeconds.toFixed(1)} s to send ${step.seconds} s of messages`)
       }
       const unanswered = tally.sent - tally.acked - tally.failed
-      const missing = Math.max(0, tally.acked * step.receivers - tally.delivered)
-      if (unanswered > 0) notes.push(`${unanswered} messages not acked within ${step.drainSeconds} s of the last send`)
-      if (missing > 0) notes.push(`${missing} deliveries missing`)
+      const lost = missing(tally, step.receivers)
+      if (unanswered > 0) notes.push(`${unanswered} ${tally.frame === 'read' ? 'reads' : 'messages'} not answered within ${step.drainSeconds} s of the last send`)
+      if (tally.short > 0) notes.push(`${tally.short} reads answered below the seq they asked for: the rooms ran out of messages`)
+      if (lost > 0) notes.push(tally.frame === 'read' ? `${lost} reads never reached the room's other socket in a receipt` : `${lost} deliveries missing`)
       for (const [code, count] of tally.errors) notes.push(`${count} × error ${code}`)
       const perMessage = tally.acked === 0 ? undefined : round(1e6 * used.serverCpuSeconds / tally.acked)
       return {
@@ -181,9 +229,9 @@ export function createMessageLoad (): MessageLoad {
         ...(step.receivers > 0 ? { delivery: percentiles(tally.delivery) } : {}),
         ack: percentiles(tally.ack),
         messagesPerSecond: round(tally.acked / sendSeconds),
-        ...(step.receivers > 0
-          ? { deliveriesPerSecond: round(tally.delivered / sendSeconds), cpuUsPerDelivery: tally.delivered === 0 ? undefined : round(1e6 * used.serverCpuSeconds / tally.delivered) }
-          : {}),
+        ...(step.receivers > 0 ? { deliveriesPerSecond: round(tally.delivered / sendSeconds) } : {}),
+        // A read's receipts are part of its cost, not a fan-out to weigh per frame.
+        ...(step.receivers > 0 && tally.frame === 'message' && tally.delivered > 0 ? { cpuUsPerDelivery: round(1e6 * used.serverCpuSeconds / tally.delivered) } : {}),
         cpuUsPerMessage: perMessage,
         ...(server.postgres && tally.acked > 0 ? { databaseCpuUsPerMessage: round(1e6 * used.databaseCpuSeconds / tally.acked) } : {}),
         ...(server.redisPid !== undefined && tally.acked > 0 ? { redisCpuUsPerMessage: round(1e6 * used.redisCpuSeconds / tally.acked) } : {}),
@@ -193,7 +241,7 @@ export function createMessageLoad (): MessageLoad {
         serverRssMb: used.serverRssMb,
         generatorCpuPercent: used.generatorCpuPercent,
         generatorBound,
-        failures: tally.failed + unanswered + missing,
+        failures: tally.failed + unanswered + tally.short + lost,
         notes
       }
     }

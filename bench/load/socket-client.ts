@@ -9,7 +9,10 @@ import { signToken, type BenchUser, type Protocol } from '../server-process.js'
 
 /** What the scenario learns from a socket; `now` is performance.now() on arrival. */
 export interface SocketEvents {
-  /** An `ack` for message `n` of this socket; `ack` (our frames only) says where it was stored. */
+  /**
+   * An `ack` for message `n` of this socket, or the `read` reply to its read `n`; `ack` (our frames
+   * only) says where the message was stored, or where the read position now is.
+   */
   acked (socket: LoadSocket, n: number, now: number, ack?: { readonly room: string, readonly seq: number }): void
   /** A `message` from another socket, whose body started with `<sent at>|<step>|`. */
   delivered (sentAt: number, step: number, now: number): void
@@ -18,13 +21,16 @@ export interface SocketEvents {
    * every receiver's seqs (the cluster's). A JSON.parse per frame: too slow for the fan-out's rates.
    */
   message? (socket: LoadSocket, message: DeliveredMessage, now: number): void
-  /** An `error` frame: for message `n` when it carried its ref, else n = -1. */
+  /** Our frames only: a `receipt`, another user's read position in a room this socket joined. */
+  receipt? (socket: LoadSocket, receipt: Receipt, now: number): void
+  /** An `error` frame: for message (or read) `n` when it carried its ref, else n = -1. */
   failed (socket: LoadSocket, n: number, code: string): void
   /** The socket closed while the scenario still needed it. */
   closed (socket: LoadSocket, code: number): void
 }
 
 export interface DeliveredMessage { readonly room: string, readonly seq: number, readonly body: string }
+export interface Receipt { readonly room: string, readonly userId: string, readonly readSeq: number }
 
 /** For sockets that only need to be open (memory, connect storm): nothing to learn from them. */
 export const IGNORE_EVENTS: SocketEvents = { acked () {}, delivered () {}, failed () {}, closed () {} }
@@ -37,10 +43,17 @@ export interface LoadSocket {
   join (room: string): Promise<void>
   /** Sends message `n` of this socket (its ref, or Socket.IO ack id). */
   send (room: string, n: number, body: string): void
+  /** Our frames only: read `n` of this socket, moving its position in `room` to seq `n` (ref `n`). */
+  read (room: string, n: number): void
   close (): void
 }
 
-export interface ServerAddress { readonly protocol: Protocol, readonly port: number }
+export interface ServerAddress {
+  readonly protocol: Protocol
+  readonly port: number
+  /** What its tokens must carry besides the user and the times. */
+  readonly tokenClaims: Readonly<Record<string, unknown>>
+}
 
 const CONNECT_TIMEOUT_MS = 15_000
 const REPLY_TIMEOUT_MS = 15_000
@@ -69,7 +82,7 @@ function readStamp (text: string, events: SocketEvents, now: number): void {
 /** Opens a socket as `user` and waits until the server has accepted it (welcome, or Socket.IO connect). */
 export async function openSocket (server: ServerAddress, user: BenchUser, index: number, events: SocketEvents): Promise<LoadSocket> {
   const socketio = server.protocol === 'socketio'
-  const token = signToken(user)
+  const token = signToken(user, server.tokenClaims)
   const clientMsgPrefix = `c${index}.${++openedSockets}-`
   const ws = socketio
     ? new WebSocket(`ws://127.0.0.1:${server.port}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: false, skipUTF8Validation: true })
@@ -104,6 +117,10 @@ export async function openSocket (server: ServerAddress, user: BenchUser, index:
         ? `42${n}${JSON.stringify(['message', { room, body, clientMsgId }])}`
         : JSON.stringify({ type: 'message', room, body, clientMsgId, ref: String(n) }))
     },
+    read (room, n) {
+      if (socketio) throw new Error('Socket.IO peers have no read positions')
+      ws.send(JSON.stringify({ type: 'read', room, seq: n, ref: String(n) }))
+    },
     close () {
       closing = true
       ws.terminate()
@@ -116,10 +133,12 @@ export async function openSocket (server: ServerAddress, user: BenchUser, index:
       else events.message(socket, JSON.parse(text) as DeliveredMessage, now)
       return
     }
-    const frame = JSON.parse(text) as { type: string, ref?: string, code?: string, room?: string, seq?: number }
+    const frame = JSON.parse(text) as { type: string, ref?: string, code?: string, room?: string, seq?: number, readSeq?: number, userId?: string }
     const ref = frame.ref ?? ''
     switch (frame.type) {
       case 'ack': events.acked(socket, Number(ref), now, { room: frame.room ?? '', seq: frame.seq ?? 0 }); break
+      case 'read': events.acked(socket, Number(ref), now, { room: frame.room ?? '', seq: frame.readSeq ?? 0 }); break
+      case 'receipt': events.receipt?.(socket, { room: frame.room ?? '', userId: frame.userId ?? '', readSeq: frame.readSeq ?? 0 }, now); break
       case 'welcome': accepted(); break
       case 'joined': replies.get(ref)?.(true, text); replies.delete(ref); break
       case 'error': {

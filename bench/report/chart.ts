@@ -92,9 +92,11 @@ function buildPanels (rows: readonly ResultRow[]): Panel[] {
     latencyPanel('fan-out: delivery latency', 'send → message at each receiver', of('fanout'), (row) => row.delivery),
     latencyPanel('small rooms: delivery latency', 'send → message at each receiver', of('small-rooms'), (row) => row.delivery),
     latencyPanel('ingest: ack latency', 'send → ack at the sender (stored first where the server stores)', of('ingest'), (row) => row.ack),
+    latencyPanel('reads: read reply latency', 'read → read reply at the reader (the position stored)', of('reads'), (row) => row.ack),
     // Two scenarios share this panel, so a group names both the scenario and the step.
     figurePanel('server CPU per delivered frame', 'user + system CPU of the server process', 'µs', 'log', fanouts, (row) => row.cpuUsPerDelivery, (row) => `${row.scenario}, ${row.step}`),
     figurePanel('server CPU per message', 'user + system CPU of the server process per acked message', 'µs', 'log', of('ingest'), (row) => row.cpuUsPerMessage),
+    figurePanel('server CPU per read', 'user + system CPU of the server process per answered read, its receipt included', 'µs', 'log', of('reads'), (row) => row.cpuUsPerMessage),
     figurePanel('memory per socket', 'server RSS growth per socket', 'KB', 'linear', of('memory'), (row) => row.rssKbPerSocket),
     figurePanel('connect: upgrade rate', 'WebSocket upgrades per second', 'upgrades/s', 'linear', of('connect'), (row) => row.upgradesPerSecond),
     figurePanel('REST: request rate', 'requests per second', 'requests/s', 'linear', of('rest'), (row) => row.requestsPerSecond),
@@ -261,7 +263,7 @@ function renderAxis (scale: Scale, top: number, bottom: number, unit: string): s
 function renderLegend (rows: readonly ResultRow[], top: number): Block {
   const present = SERVERS.filter((server) => rows.some((row) => row.server === server))
   const items = present.map((server) => ({ label: SERVER_LABELS[server], swatch: swatch(SERVER_COLOURS[server]) }))
-  if (rows.some((row) => row.scenario === 'fanout' || row.scenario === 'small-rooms' || row.scenario === 'ingest' || row.scenario === 'cluster-latency')) {
+  if (rows.some((row) => ['fanout', 'small-rooms', 'ingest', 'reads', 'cluster-latency'].includes(row.scenario))) {
     items.push({ label: 'latency bars: p50, p90, p99 (lighter = higher percentile)', swatch: percentileSwatch() })
   }
   if (rows.some((row) => row.generatorBound)) {

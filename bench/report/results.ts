@@ -15,7 +15,7 @@ export const SERVER_LABELS: Readonly<Record<ServerName, string>> = {
 }
 
 /** The scenarios a run can select (`--only`). */
-export type ScenarioName = 'fanout' | 'small-rooms' | 'ingest' | 'memory' | 'connect' | 'rest' | 'cluster'
+export type ScenarioName = 'fanout' | 'small-rooms' | 'ingest' | 'reads' | 'memory' | 'connect' | 'rest' | 'cluster'
 
 /** What a row measured: a scenario, or one of the cluster scenario's three parts (each its own table). */
 export type RowScenario = Exclude<ScenarioName, 'cluster'> | 'cluster-latency' | 'cluster-cpu' | 'cluster-outage'
@@ -63,7 +63,9 @@ export interface Percentiles { readonly p50: number | null, readonly p90: number
 
 /**
  * One measured step: one server, one scenario, one load level. Every figure is optional because
- * scenarios measure different things; what a scenario fills in is listed in its module.
+ * scenarios measure different things; what a scenario fills in is listed in its module. In the
+ * reads scenario's rows a message is a `read` frame: its ack the `read` reply, its deliveries the
+ * `receipt`s.
  */
 export interface ResultRow {
   readonly scenario: RowScenario

@@ -59,6 +59,18 @@ const COLUMNS: Readonly<Record<RowScenario, readonly Column[]>> = {
     ['generator CPU %', (row) => whole(row.generatorCpuPercent)],
     ['flags', flags]
   ],
+  reads: [
+    ['server', server],
+    ['reads/s in', (row) => whole(row.offered)],
+    ['stored + answered /s', (row) => whole(row.messagesPerSecond)],
+    ['read reply p50 / p99 ms', (row) => p50p99(row.ack)],
+    ['receipt p50 / p99 ms', (row) => p50p99(row.delivery)],
+    ['server CPU µs / read', (row) => num(row.cpuUsPerMessage)],
+    ['Postgres CPU µs / read', (row) => num(row.databaseCpuUsPerMessage)],
+    ['server CPU %', (row) => whole(row.serverCpuPercent)],
+    ['generator CPU %', (row) => whole(row.generatorCpuPercent)],
+    ['flags', flags]
+  ],
   memory: [
     ['server', server],
     ['sockets', (row) => whole(row.offered), 'text'],
@@ -131,6 +143,7 @@ const TITLES: Readonly<Record<RowScenario, string>> = {
   fanout: 'Fan-out: one room, every socket in it',
   'small-rooms': 'Many small rooms: rooms of 10',
   ingest: 'Ingest with persistence: each socket in its own room',
+  reads: 'Read positions: each socket reads another user\'s room, one seq per read; the author gets the receipt',
   memory: 'Idle memory: authenticated sockets, each joined to a room of 10',
   connect: 'Connect storm: upgrades with a JWT',
   rest: 'REST with autocannon',

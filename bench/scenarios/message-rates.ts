@@ -1,5 +1,5 @@
-// The shape the fan-out, small-rooms and ingest scenarios share: open and join the sockets, then
-// rising message rates until a step says the server is past its limit.
+// The shape the fan-out, small-rooms, ingest and reads scenarios share: open and join the sockets,
+// then rising message (or read) rates until a step says the server is past its limit.
 import { createMessageLoad } from '../load/message-load.js'
 import type { ResultRow, RowScenario } from '../report/results.js'
 import type { BenchServer } from '../server-process.js'
@@ -12,7 +12,11 @@ export interface MessageRates {
   readonly rates: readonly number[]
   /** Each socket's room; every socket in it but the sender receives each message. */
   readonly roomOf: (socket: LoadSocket) => string
+  /** A room each socket joins besides `roomOf`'s, only to receive there (reads: the receipts of its own room). */
+  readonly receiveIn?: (socket: LoadSocket) => string
   readonly receivers: number
+  /** What the sockets send: messages (the default), or `read` frames (see MessageStep). */
+  readonly frame?: 'message' | 'read'
   /** After this step no higher rate is tried on this server. */
   readonly past: (row: ResultRow) => boolean
 }
@@ -26,21 +30,24 @@ export async function runMessageRates (context: ScenarioContext, server: BenchSe
     (opened) => { context.progress(`${name}: ${thousands(opened)} sockets open`) })
   try {
     context.progress(`${name}: joining…`)
+    if (plan.receiveIn !== undefined) await joinAll(sockets, plan.receiveIn)
     await joinAll(sockets, plan.roomOf)
+    const unit = plan.frame === 'read' ? 'reads/s' : 'msg/s'
     for (const [i, rate] of plan.rates.entries()) {
       const row = await load.run(server, sockets, plan.roomOf, {
         scenario: plan.scenario,
-        label: `${thousands(rate)} msg/s`,
+        label: `${thousands(rate)} ${unit}`,
         rate,
         seconds: profile.stepSeconds,
         receivers: plan.receivers,
+        frame: plan.frame ?? 'message',
         warmupSeconds: i === 0 ? profile.warmupSeconds : 0,
         drainSeconds: profile.drainSeconds
       }, (line) => { context.progress(`${name}: ${line}`) })
       context.record(row)
       if (load.closes.size > 0) throw new Error(`${load.closes.size} sockets closed during the step (codes ${[...new Set(load.closes.values())].join(', ')})`)
       if (plan.past(row)) {
-        if (i < plan.rates.length - 1) context.log(`  ${name}: past its limit at ${thousands(rate)} msg/s; higher rates skipped`)
+        if (i < plan.rates.length - 1) context.log(`  ${name}: past its limit at ${thousands(rate)} ${unit}; higher rates skipped`)
         break
       }
     }

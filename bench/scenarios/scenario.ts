@@ -26,6 +26,8 @@ export interface SocketScenario {
   readonly servers: readonly WebSocketServerName[]
   /** How many users (one socket each) it needs on the server. */
   users (profile: Profile): number
+  /** Read rooms it needs seeded on the server (ours only): the first `rooms` users' rooms of `messages` messages. */
+  readRooms? (profile: Profile): { readonly rooms: number, readonly messages: number }
   run (context: ScenarioContext, server: BenchServer): Promise<void>
 }
 

@@ -7,8 +7,8 @@ import { PROFILES } from '../../bench/profiles.js'
 import { SERVER_LABELS, type BenchRun, type Percentiles, type ResultRow } from '../../bench/report/results.js'
 import { runBench } from '../../bench/run.js'
 
-// `npm run bench` end to end at its smallest (the `smoke` profile: fan-out in one room of 20 and
-// ingest through 10 sockets, one 2 s step each): every server starts, is measured and stops, and
+// `npm run bench` end to end at its smallest (the `smoke` profile: fan-out in one room of 20,
+// ingest through 10 sockets and reads by 10 sockets, one 2 s step each): every server starts, is measured and stops, and
 // the figures are present and sane. Nothing here is timed; the figures are not judged, only checked
 // to be the figures of the traffic that was sent.
 
@@ -28,7 +28,7 @@ function checkRun (t: Test, run: BenchRun, database: BenchRun['database']): void
   t.equal(run.profile, 'smoke')
   t.equal(run.database, database)
   t.same(run.skipped, [], 'every scenario ran on every server')
-  const { fanout, ingest } = PROFILES.smoke
+  const { fanout, ingest, reads } = PROFILES.smoke
   for (const server of ['chat', 'uws-raw', 'socketio'] as const) {
     const row = run.rows.find((r) => r.scenario === 'fanout' && r.server === server) as ResultRow
     t.ok(row, `fan-out measured on ${server}`)
@@ -57,6 +57,24 @@ function checkRun (t: Test, run: BenchRun, database: BenchRun['database']): void
     t.equal(row.delivery, undefined, `${server}: no deliveries in ingest`)
     if (database === 'postgres') positive(t, row.databaseCpuUsPerMessage, `${server} Postgres CPU per message`)
   }
+  const read = run.rows.find((r) => r.scenario === 'reads' && r.server === 'chat')
+  t.ok(read, 'reads measured on chat')
+  t.same(run.rows.filter((r) => r.scenario === 'reads').map((r) => r.server), ['chat'], 'reads run on ours only')
+  if (read !== undefined) {
+    // Every read answered at the seq it asked for (the rooms held enough messages), and reached the
+    // room's author in a receipt (its own or a later read's).
+    t.equal(read.failures, 0, 'every read moved its position, was answered and reached the author', { notes: read.notes })
+    t.equal(read.offered, reads.rates[0])
+    sane(t, read.ack, 'read reply')
+    sane(t, read.delivery, 'receipt')
+    positive(t, read.messagesPerSecond, 'reads answered/s')
+    positive(t, read.cpuUsPerMessage, 'CPU per read')
+    // Reads stored in one batch may share one receipt, never the reverse.
+    t.ok(read.deliveriesPerSecond! > 0 && read.deliveriesPerSecond! <= read.messagesPerSecond!, 'receipts/s at most reads/s',
+      { receipts: read.deliveriesPerSecond, reads: read.messagesPerSecond })
+    t.equal(read.cpuUsPerDelivery, undefined, 'no CPU per receipt: a read\'s receipt is part of its cost')
+    if (database === 'postgres') positive(t, read.databaseCpuUsPerMessage, 'Postgres CPU per read')
+  }
   t.equal(run.targets.length, 8, 'every target is reported (the cluster\'s two as not measured: smoke leaves it out)')
   for (const target of run.targets) t.ok(target.measured.length > 0, `target "${target.target}" says what was measured`)
 }
@@ -72,7 +90,7 @@ async function smoke (t: Test, adminUrl: string, database: BenchRun['database'])
   t.same(JSON.parse(json!), run, 'the JSON file is the run')
   t.match(svg, /^(<\?xml[^>]*>\s*)?<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"[\s\S]*<\/svg>\s*$/, 'the chart is an SVG document')
   t.match(svg, SERVER_LABELS.socketio, 'the chart names the servers')
-  t.match(markdown, /### Fan-out[\s\S]*raw uWS pub\/sub[\s\S]*### Ingest[\s\S]*### Targets/, 'the tables cover the scenarios and targets')
+  t.match(markdown, /### Fan-out[\s\S]*raw uWS pub\/sub[\s\S]*### Ingest[\s\S]*### Read positions[\s\S]*server CPU µs \/ read[\s\S]*### Targets/, 'the tables cover the scenarios and targets')
 }
 
 t.test('npm run bench, smoke profile, embedded database', async (t) => {
