@@ -12,6 +12,7 @@ import { backends } from '../helpers/backends.js'
 const APP_TABLES = ['database_identity', 'logins', 'messages', 'read_positions', 'refresh_tokens', 'room_members', 'rooms', 'users']
 const ALL_MIGRATIONS = Object.keys(migrations).sort()
 const NEWEST = ALL_MIGRATIONS[ALL_MIGRATIONS.length - 1] ?? ''
+const WRITE_IDS = '2026_11_25_000001_message_write_ids'
 
 async function tables (db: Kysely<Database>): Promise<string[]> {
   const { rows } = await sql<{ table_name: string }>`
@@ -56,6 +57,10 @@ for (const backend of run) {
       t.match(general, { id: 'general', title: 'General', private: false, created_by: null }, 'general is public and has no creator')
       t.equal(String(general?.last_seq), '0', 'general starts at seq 0')
       t.ok(general?.created_at instanceof Date, 'created_at is set')
+      // Tokens carry this id: each database gets its own, once, at random.
+      const identity = await db.selectFrom('database_identity').select('id').execute()
+      t.equal(identity.length, 1, 'one database identity')
+      t.match(identity[0]?.id, /^[0-9a-f]{32}$/, '128 random bits in hex')
     })
 
     t.test('generated idempotency keys: flagged, and put back to null by down', async (t) => {
@@ -67,10 +72,12 @@ for (const backend of run) {
       ]).execute()
       const flags = await db.selectFrom('messages').select(['client_msg_id_generated', 'write_id']).where('room_id', '=', 'keys').orderBy('seq').execute()
       t.strictSame(flags, [{ client_msg_id_generated: false, write_id: null }, { client_msg_id_generated: true, write_id: '1' }])
-      t.strictSame(await migrateDown(db), [NEWEST])
+      // Down to just before the migration that added the keys, newest first.
+      const fromWriteIds = ALL_MIGRATIONS.slice(ALL_MIGRATIONS.indexOf(WRITE_IDS))
+      for (const name of [...fromWriteIds].reverse()) t.strictSame(await migrateDown(db), [name], `down ${name}`)
       const { rows } = await sql<{ client_msg_id: string | null }>`select client_msg_id from messages where room_id = 'keys' order by seq`.execute(db)
       t.strictSame(rows, [{ client_msg_id: 'mine' }, { client_msg_id: null }], 'the client\'s key stays, the generated one is null again')
-      t.strictSame(await migrateToLatest(db), [NEWEST])
+      t.strictSame(await migrateToLatest(db), fromWriteIds)
       await db.deleteFrom('messages').where('room_id', '=', 'keys').execute()
       await db.deleteFrom('rooms').where('id', '=', 'keys').execute()
     })
