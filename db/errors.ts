@@ -22,3 +22,19 @@ export class UncertainWriteError extends Error {
     this.name = 'UncertainWriteError'
   }
 }
+
+/** Deadlock and serialization failure: another transaction's doing; the whole statement is safe to run again. */
+export const CONFLICT_SQLSTATES: ReadonlySet<string> = new Set(['40P01', '40001'])
+const MAX_ATTEMPTS = 10
+
+/** Runs `fn`, again (up to 10 times in all) while it fails with one of `retryable`'s SQLSTATEs. */
+export async function retryOn<T> (retryable: ReadonlySet<string>, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn()
+    } catch (error) {
+      const code = (error as { code?: unknown }).code
+      if (attempt >= MAX_ATTEMPTS || typeof code !== 'string' || !retryable.has(code)) throw error
+    }
+  }
+}

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely'
-import { isDatabaseUnavailable, UncertainWriteError } from '../errors.js'
+import { CONFLICT_SQLSTATES, isDatabaseUnavailable, retryOn, UncertainWriteError } from '../errors.js'
 import type { Database, MessageRow } from '../schema.js'
 
 export type MessageWithAuthor = MessageRow & { username: string }
@@ -58,13 +58,14 @@ interface InsertRow {
   created: boolean
 }
 
-/** Serialization failures another writer can cause; the whole statement is safe to run again. */
+/**
+ * Failures another writer can cause; the whole statement is safe to run again. Deadlocks cannot
+ * happen between our writers (rooms are locked in order) and are retried all the same.
+ */
 const RETRYABLE_SQLSTATES = new Set([
   '23505', // another writer stored the same (room, user, clientMsgId) after our snapshot
-  '40P01', // deadlock: cannot happen between our writers (rooms are locked in order), retried all the same
-  '40001'
+  ...CONFLICT_SQLSTATES
 ])
-const MAX_ATTEMPTS = 10
 
 /**
  * Stores a batch of messages atomically, in one statement (one round trip, one commit):
@@ -92,7 +93,7 @@ export async function insertMessages (db: Kysely<Database>, drafts: readonly Mes
     unique.push({ ...draft, key: draft.clientMsgId ?? `~${writeId}.${unique.length}`, generated: draft.clientMsgId === null })
     return unique.length - 1
   })
-  const stored = await withRetry(async () => await insertUnique(db, unique, writeId))
+  const stored = await retryOn(RETRYABLE_SQLSTATES, async () => await insertUnique(db, unique, writeId))
   return slot.map((index) => {
     if (index >= 0) return stored[index] as InsertOutcome
     const original = stored[-1 - index] as InsertOutcome
@@ -103,17 +104,6 @@ export async function insertMessages (db: Kysely<Database>, drafts: readonly Mes
 interface KeyedDraft extends MessageDraft {
   readonly key: string
   readonly generated: boolean
-}
-
-async function withRetry<T> (fn: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn()
-    } catch (error) {
-      const code = (error as { code?: unknown }).code
-      if (attempt >= MAX_ATTEMPTS || typeof code !== 'string' || !RETRYABLE_SQLSTATES.has(code)) throw error
-    }
-  }
 }
 
 // Hand-written SQL on purpose: Kysely cannot express data-modifying CTEs over `unnest`, and one

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely'
+import { CONFLICT_SQLSTATES, retryOn } from '../errors.js'
 import type { Database } from '../schema.js'
 
 /** A user asks to have read a room up to `seq`. */
@@ -20,9 +21,6 @@ interface ReadRow {
   moved: boolean
 }
 
-/** Deadlocks cannot happen between our writers (rooms, then positions, each in one order), retried all the same. */
-const RETRYABLE_SQLSTATES = new Set(['40P01', '40001'])
-const MAX_ATTEMPTS = 10
 
 /**
  * Stores a batch of read positions in one statement: each position becomes
@@ -43,7 +41,8 @@ export async function storeReadPositions (db: Kysely<Database>, updates: readonl
     if ((unique[seen] as ReadUpdate).seq < update.seq) unique[seen] = update
     return seen
   })
-  const rows = await withRetry(async () => (await readStatement(unique).execute(db)).rows)
+  // Deadlocks cannot happen between our writers (rooms, then positions, each in one order); retried all the same.
+  const rows = await retryOn(CONFLICT_SQLSTATES, async () => (await readStatement(unique).execute(db)).rows)
   const stored = new Map(rows.map((row) => [Number(row.ord) - 1, { readSeq: Number(row.read_seq), moved: row.moved }]))
   return updates.map((update, i) => {
     const index = slot[i] as number
@@ -52,17 +51,6 @@ export async function storeReadPositions (db: Kysely<Database>, updates: readonl
     // The move is reported once, on the update that made it.
     return unique[index] === update ? result : { readSeq: result.readSeq, moved: false }
   })
-}
-
-async function withRetry<T> (fn: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn()
-    } catch (error) {
-      const code = (error as { code?: unknown }).code
-      if (attempt >= MAX_ATTEMPTS || typeof code !== 'string' || !RETRYABLE_SQLSTATES.has(code)) throw error
-    }
-  }
 }
 
 // Hand-written SQL on purpose: a batch is one upsert over `unnest`, one round trip.

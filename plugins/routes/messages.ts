@@ -3,6 +3,7 @@ import { Type } from 'typebox'
 import { findMessage, type InsertOutcome } from '../../db/repositories/messages.repository.js'
 import { AppError } from '../../src/errors.js'
 import { asFailure } from '../../src/pipeline/failures.js'
+import { createdMessage } from '../../src/pipeline/pipeline.js'
 import { MessageFrame } from '../../src/protocol/frames.js'
 import { ErrorResponse, Message, toMessage } from '../../src/protocol/resources.js'
 import { createUserRateLimit } from '../../src/user-rate-limit.js'
@@ -43,16 +44,7 @@ const messageRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       case 'forbidden':
         throw new AppError('forbidden', 'this room is private and you are not a member')
       case 'created':
-        return await reply.code(201).send({
-          id: outcome.id,
-          room: roomId,
-          seq: outcome.seq,
-          userId: user.id,
-          username: user.username,
-          body,
-          clientMsgId,
-          createdAt: outcome.createdAt.toISOString()
-        })
+        return await reply.code(201).send(createdMessage(user, roomId, body, clientMsgId, outcome))
     }
     // A repeat: the original may differ from this request's body, so it is read back.
     const original = await findMessage(db, outcome.id)

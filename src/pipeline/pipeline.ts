@@ -2,7 +2,7 @@ import type { Log } from '../logger.js'
 import type { InsertOutcome, MessageDraft } from '../../db/repositories/messages.repository.js'
 import { encodeFrame } from '../protocol/codec.js'
 import type { AckEvent, MessageFrame } from '../protocol/frames.js'
-import type { User } from '../protocol/resources.js'
+import type { Message, User } from '../protocol/resources.js'
 import type { Outbox } from '../fanout/outbox.js'
 import type { RoomFeed } from '../fanout/room-feed.js'
 import type { Socket } from '../fanout/socket-state.js'
@@ -32,22 +32,18 @@ export interface MessagePipeline {
   send (ws: Socket, frame: MessageFrame): Promise<void>
 }
 
+/** The message `user` just stored, as the API shows it: what the room's sockets get, and a REST sender. */
+export function createdMessage (user: User, roomId: string, body: string, clientMsgId: string | null,
+  stored: { readonly id: string, readonly seq: number, readonly createdAt: Date }): Message {
+  return { id: stored.id, room: roomId, seq: stored.seq, userId: user.id, username: user.username, body, clientMsgId, createdAt: stored.createdAt.toISOString() }
+}
+
 export function createPipeline (deps: PipelineDeps): MessagePipeline {
   const { writer, feed, outbox } = deps
   const store = async (user: User, roomId: string, body: string, clientMsgId: string | null, sender: Socket | null): Promise<InsertOutcome> => {
     const outcome = await writer.submit({ roomId, userId: user.id, body, clientMsgId })
     if (outcome.status === 'created') {
-      const text = encodeFrame({
-        type: 'message',
-        id: outcome.id,
-        room: roomId,
-        seq: outcome.seq,
-        userId: user.id,
-        username: user.username,
-        body,
-        clientMsgId,
-        createdAt: outcome.createdAt.toISOString()
-      })
+      const text = encodeFrame({ type: 'message', ...createdMessage(user, roomId, body, clientMsgId, outcome) })
       feed.publish(roomId, { seq: outcome.seq, text }, sender)
     }
     return outcome
