@@ -9,6 +9,7 @@ import redisPlugin from '../plugins/infra/redis.js'
 import authPlugin from '../plugins/infra/auth.js'
 import realtimePlugin, { type ClusterOverride } from '../plugins/infra/realtime.js'
 import authRoutes from '../plugins/routes/auth.js'
+import clientRoutes from '../plugins/routes/client.js'
 import healthRoutes from '../plugins/routes/health.js'
 import historyRoutes from '../plugins/routes/history.js'
 import memberRoutes from '../plugins/routes/members.js'
@@ -86,6 +87,7 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
   await app.register(userRoutes)
   await app.register(presenceRoutes)
   await app.register(readRoutes)
+  await app.register(clientRoutes)
   return app
 }
 
