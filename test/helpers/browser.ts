@@ -2,7 +2,6 @@
 // browser test needs around it: a free port to restart a server on, the page's errors, and
 // screenshots.
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
@@ -65,15 +64,3 @@ export function screenshotDir (t: Test): string {
   return dir
 }
 
-/** A port that was free on 127.0.0.1 a moment ago: a spawned server restarted on it keeps its URL. */
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', resolve)
-  })
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no free port')
-  return address.port
-}

@@ -1,36 +1,7 @@
-// Running the JavaScript client (client/) in Node against spawned servers: a port the restarted
-// server can take again, and a `ws` WebSocket that records what the client sent and received on
-// each connection, so that a failure can say which frames led to it (the client is a black box).
-import { createServer } from 'node:net'
+// Running the JavaScript client (client/) in Node against spawned servers: a `ws` WebSocket that
+// records what the client sent and received on each connection, so that a failure can say which
+// frames led to it (the client is a black box).
 import WebSocket from 'ws'
-import { delay } from './chat.js'
-
-/** A port free right now on 127.0.0.1: a server that restarts must come back on the same one. */
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')))
-    })
-  })
-}
-
-/** Waits until `port` can be bound again (the server binds it exclusively), for at most `ms`. */
-export async function waitForFreePort (port: number, ms: number): Promise<void> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const free = await new Promise<boolean>((resolve) => {
-      const server = createServer()
-      server.once('error', () => resolve(false))
-      server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)))
-    })
-    if (free) return
-    if (Date.now() > deadline) throw new Error(`port ${port} still in use after ${ms} ms`)
-    await delay(50)
-  }
-}
 
 /** What one connection of the client carried. */
 export interface Connection {

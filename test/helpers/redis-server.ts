@@ -2,11 +2,12 @@
 // again on the same port, and kill its clients without disturbing any other test file.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, realpathSync, rmSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { Redis } from 'ioredis'
+import { freePort } from './ports.js'
 
 export interface RedisServer {
   readonly port: number
@@ -28,19 +29,6 @@ export interface RedisServer {
 export function redisServerMissing (): string | null {
   const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
   return probe.error === undefined && probe.status === 0 ? null : 'redis-server is not installed'
-}
-
-/** A port that was free a moment ago on 127.0.0.1. */
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', resolve)
-  })
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no free port')
-  return address.port
 }
 
 /** One inline PING over a raw socket, so a check needs no client library state: true on `+PONG`. */

@@ -20,7 +20,8 @@ import {
   createRoom, firstDifference, range, readWholeHistory, registerAndLogIn, spawnedServerEnv, tempDataDir, waitUntil,
   type Message
 } from '../helpers/chat.js'
-import { describeConnections, freePort, ranges, recordingWebSocket, waitForFreePort, type Connection } from '../helpers/chat-client.js'
+import { describeConnections, ranges, recordingWebSocket, type Connection } from '../helpers/chat-client.js'
+import { freePort, waitForFreePort } from '../helpers/ports.js'
 import { createClient } from '../helpers/http.js'
 import { eachBackend } from '../helpers/server.js'
 import { spawnServer, type ServerProcess } from '../helpers/spawn.js'

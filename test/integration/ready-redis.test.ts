@@ -1,21 +1,12 @@
-import { createServer } from 'node:net'
 import t from 'tap'
 import { assertError } from '../helpers/assertions.js'
 import { backends } from '../helpers/backends.js'
 import { startTestServer } from '../helpers/server.js'
+import { freePort } from '../helpers/ports.js'
 import { proxyUrl } from '../helpers/tcp-proxy.js'
 
 // /ready includes Redis when REDIS_URL is set (API.md); the database side is covered in health.test.ts.
 const [embedded] = backends().run
-
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
 
 async function readyWithin (get: () => Promise<number>, want: number, ms: number): Promise<number> {
   const deadline = Date.now() + ms
@@ -28,7 +19,7 @@ async function readyWithin (get: () => Promise<number>, want: number, ms: number
 }
 
 t.test('an unreachable Redis makes /ready 503 but does not stop the server', async (t) => {
-  const { api } = await startTestServer(t, embedded!, { env: { REDIS_URL: `redis://127.0.0.1:${await closedPort()}` } })
+  const { api } = await startTestServer(t, embedded!, { env: { REDIS_URL: `redis://127.0.0.1:${await freePort()}` } })
   const ready = await api.request('GET', '/ready')
   assertError(t, ready, 503, 'unavailable', '/ready')
   t.match(ready.body.message, /redis/)
