@@ -1,7 +1,7 @@
 // Pieces shared by the integration and black-box tests of the chat API: waiting, seq lists, the
 // REST calls around rooms and history, frame checks, and the message burst of the process tests
 // (crash, socket-shutdown). This file imports nothing from src/, plugins/ or db/, so that the
-// black-box tests can use it; its Message is therefore written out from API.md.
+// black-box tests can use it; its Message is the JavaScript client's, a public type.
 import { mkdtempSync, realpathSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,17 +10,9 @@ import WebSocket from 'ws'
 import type { ApiClient } from './http.js'
 import { connect, type ConnectedSocket, type Frame, type SocketOptions, type TestSocket } from './socket.js'
 
-/** A Message as API.md renders it (history, and `message` events without their `type`). */
-export interface Message {
-  id: string
-  room: string
-  seq: number
-  userId: string
-  username: string
-  body: string
-  clientMsgId: string | null
-  createdAt: string
-}
+/** A Message as API.md renders it (history, and `message` events without their `type`): the client's public type. */
+import type { Message } from '../../client/src/types.js'
+export type { Message }
 
 /** A registered user and a token for it, as `ApiClient.user` returns them. */
 export interface Account { readonly id: string, readonly username: string, readonly token: string }
