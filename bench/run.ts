@@ -94,7 +94,7 @@ export async function runBench (options: Options): Promise<{ run: BenchRun, file
   const started = performance.now()
   const selected = (name: ScenarioName): boolean => profile.scenarios.includes(name) && (options.only === null || options.only.includes(name))
   log(`bench: ${profile.name} profile, ${database} database, scenarios ${SCENARIO_NAMES.filter(selected).join(', ')}`)
-  const context = (scenario: ScenarioName): ScenarioContext => ({
+  const context = (): ScenarioContext => ({
     profile,
     adminUrl,
     progress,
@@ -130,7 +130,7 @@ export async function runBench (options: Options): Promise<{ run: BenchRun, file
     })
     if (server === undefined) continue
     try {
-      for (const scenario of scenarios) await attempt(scenario.name, name, async () => { await scenario.run(context(scenario.name), server!) })
+      for (const scenario of scenarios) await attempt(scenario.name, name, async () => { await scenario.run(context(), server!) })
     } finally {
       progress(`${name}: stopping…`)
       await server.stop()
@@ -145,7 +145,7 @@ export async function runBench (options: Options): Promise<{ run: BenchRun, file
       log(`  ${scenario.name} not run: ${missing}`)
       continue
     }
-    await attempt(scenario.name, undefined, async () => { await scenario.run(context(scenario.name)) })
+    await attempt(scenario.name, undefined, async () => { await scenario.run(context()) })
   }
   const date = new Date()
   const run: BenchRun = {

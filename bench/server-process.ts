@@ -38,7 +38,7 @@ export interface BenchServer extends BenchProcess {
   /** Whether it stores on Postgres (a database of its own) rather than an embedded one or none. */
   readonly postgres: boolean
   /** The run database's backends: pid → CPU seconds; empty without a Postgres database. */
-  postgresBackends (): Promise<Map<number, number>>
+  readonly postgresBackends: () => Promise<Map<number, number>>
 }
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -85,7 +85,7 @@ export async function spawnBenchProcess (script: string, args: readonly string[]
   const stop = async (): Promise<void> => { await (stopped ??= stopProcess(child, script)) }
   running.set(child, stop)
   child.once('exit', () => running.delete(child))
-  const lines = createInterface({ input: child.stdout! })
+  const lines = createInterface({ input: child.stdout })
   try {
     const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${script} did not start within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS)

@@ -1,3 +1,4 @@
+import { inspect } from 'node:util'
 import { Migrator, type Kysely, type MigrationResultSet } from 'kysely'
 import { migrations } from './migrations/index.js'
 
@@ -8,7 +9,7 @@ function migrator (db: Kysely<any>): Migrator {
 function unwrap ({ error, results }: MigrationResultSet): string[] {
   if (error !== undefined) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName
-    throw new Error(`migration ${failed ?? ''} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+    throw new Error(`migration ${failed ?? ''} failed: ${error instanceof Error ? error.message : inspect(error)}`, { cause: error })
   }
   return (results ?? []).map((r) => r.migrationName)
 }

@@ -100,7 +100,7 @@ async function snapshot (server: Measured): Promise<Snapshot> {
     redisCpu,
     generator: process.cpuUsage(),
     machine: machineBusySeconds(),
-    postgres: await server.postgresBackends?.() ?? new Map()
+    postgres: await server.postgresBackends?.() ?? new Map<number, number>()
   }
 }
 

@@ -10,7 +10,7 @@ import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
-import { Server } from 'socket.io'
+import { Server, type DefaultEventsMap } from 'socket.io'
 import { startEmbeddedPostgres } from '../../db/embedded.js'
 import { BENCH_SECRET } from '../fixture.js'
 import { serveUntilSignalled } from '../server-lifecycle.js'
@@ -59,7 +59,8 @@ const seqs = new Map<string, number>()
 let ids = 0
 
 const http = createServer()
-const io = new Server(http, { transports: ['websocket'], serveClient: false, maxHttpBufferSize: 64 * 1024 })
+// Typed socket.data: the middleware stores the verified claims there.
+const io = new Server<DefaultEventsMap, DefaultEventsMap, DefaultEventsMap, { user: Claims }>(http, { transports: ['websocket'], serveClient: false, maxHttpBufferSize: 64 * 1024 })
 
 io.use((socket, next) => {
   const claims = verifyToken((socket.handshake.auth as { token?: unknown }).token)
@@ -69,7 +70,7 @@ io.use((socket, next) => {
 })
 
 io.on('connection', (socket) => {
-  const user = socket.data.user as Claims
+  const user = socket.data.user
   socket.on('join', (room: unknown, reply: Reply) => {
     if (typeof room !== 'string') return
     void socket.join(room)

@@ -106,7 +106,7 @@ async function readyWithin (node: BenchServer, ms: number): Promise<void> {
 /** Opens one socket per user, user i on node `nodeOf(i)`, 100 upgrades at a time. */
 async function openOn (nodes: readonly BenchServer[], users: readonly BenchUser[], nodeOf: (i: number) => number, events: SocketEvents,
   progress: (opened: number) => void): Promise<LoadSocket[]> {
-  const sockets: LoadSocket[] = new Array(users.length)
+  const sockets = new Array<LoadSocket>(users.length)
   let opened = 0
   try {
     await eachLimited(users, 100, async (user, i) => {
@@ -222,7 +222,7 @@ function createLedger (classify: (receiver: Receiver, senderNode: number) => str
         recordMs(ack, now - message.at)
       }
       let room = acked.get(message.room)
-      if (room === undefined) acked.set(message.room, room = new Map())
+      if (room === undefined) acked.set(message.room, room = new Map<number, AckedMessage>())
       room.set(frame.seq, { seq: frame.seq, ackedAt: now, sentAt: message.at, node: message.node })
       receivers.get(socket.index)?.own.add(frame.seq)
     },

@@ -11,10 +11,10 @@ export interface ScenarioContext {
   /** A Postgres admin URL (each server gets a fresh database), or '' for embedded storage. */
   readonly adminUrl: string
   /** A transient status line (overwritten on a terminal). */
-  progress (line: string): void
+  readonly progress: (line: string) => void
   /** A line that stays: a step's result, a server starting. */
-  log (line: string): void
-  record (row: ResultRow): void
+  readonly log: (line: string) => void
+  readonly record: (row: ResultRow) => void
 }
 
 /** The servers one process serves sockets for: not the REST-only listener, not the cluster (which starts its own). */
@@ -41,7 +41,7 @@ export interface StandaloneScenario {
 export async function openSockets (server: BenchServer, count: number, events: SocketEvents, concurrency = 100,
   progress?: (opened: number) => void): Promise<LoadSocket[]> {
   if (server.users.length < count) throw new Error(`${server.name} has ${server.users.length} users, ${count} needed`)
-  const sockets: LoadSocket[] = new Array(count)
+  const sockets = new Array<LoadSocket>(count)
   let opened = 0
   try {
     await eachLimited(server.users.slice(0, count), concurrency, async (user, i) => {

@@ -105,9 +105,9 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.connectTimeout = options.connectTimeout ?? 15_000
     this.gapTimeout = options.gapTimeout ?? 2000
     if (typeof this.tokenSource === 'string') this.token = this.tokenSource
-    const client = this
+    const closed = (): boolean => this.stateValue === 'closed'
     this.host = {
-      get closed () { return client.stateValue === 'closed' },
+      get closed () { return closed() },
       isOpen: () => this.welcomed,
       user: () => this.userValue,
       request: (frame, reply) => { this.request(frame, reply) },

@@ -8,14 +8,14 @@ export class Emitter<Events extends object> {
   on<K extends keyof Events> (type: K, listener: Listener<Events[K]>): () => void {
     let set = this.listeners.get(type)
     if (set === undefined) this.listeners.set(type, set = new Set())
-    set.add(listener as Listener<never>)
+    set.add(listener)
     return () => { this.off(type, listener) }
   }
 
   off<K extends keyof Events> (type: K, listener: Listener<Events[K]>): void {
     const set = this.listeners.get(type)
     if (set === undefined) return
-    set.delete(listener as Listener<never>)
+    set.delete(listener)
     if (set.size === 0) this.listeners.delete(type)
   }
 
@@ -26,8 +26,9 @@ export class Emitter<Events extends object> {
       try {
         (listener as Listener<Events[K]>)(event)
       } catch (err) {
-        // Like a DOM event listener's error: reported, never left to break the frame being handled.
-        Promise.reject(err)
+        // Like a DOM event listener's error: reported as an unhandled rejection (left unhandled on
+        // purpose), never left to break the frame being handled.
+        void Promise.reject(err)
       }
     }
   }

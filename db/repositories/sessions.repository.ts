@@ -84,6 +84,6 @@ export async function deleteExpiredTokens (db: Kysely<Database>, limit: number):
   if (gone.length === 0) return
   await db.deleteFrom('logins')
     .where('id', 'in', [...new Set(gone.map((row) => row.login_id))])
-    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('refresh_tokens').select('token_hash').whereRef('refresh_tokens.login_id', '=', 'logins.id'))))
+    .where((eb) => eb.not(eb.exists(eb.selectFrom('refresh_tokens').select('token_hash').whereRef('refresh_tokens.login_id', '=', 'logins.id'))))
     .execute()
 }

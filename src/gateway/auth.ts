@@ -75,8 +75,8 @@ export function checkToken (token: string, verify: VerifyToken): TokenCheck {
   try {
     claims = verify(token)
   } catch (error) {
-    const code = String((error as { code?: unknown } | null)?.code ?? '')
-    return { ok: false, message: code.includes('EXPIRED') ? 'token expired' : 'invalid token' }
+    const code = (error as { code?: unknown } | null)?.code
+    return { ok: false, message: typeof code === 'string' && code.includes('EXPIRED') ? 'token expired' : 'invalid token' }
   }
   const { sub, username, exp } = claims
   if (typeof sub !== 'string' || !ID.test(sub) || typeof username !== 'string' || typeof exp !== 'number') {

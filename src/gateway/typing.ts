@@ -1,6 +1,6 @@
 import { encodeFrame } from '../protocol/codec.js'
 import type { RoomEvent } from '../fanout/room-feed.js'
-import type { Socket } from '../fanout/socket-state.js'
+import type { Socket, Typist } from '../fanout/socket-state.js'
 
 export interface TypingOptions {
   /** Sends a frame to the room's sockets except `except`, including sockets still joining it. */
@@ -48,7 +48,7 @@ export function createTyping (options: TypingOptions): Typing {
 
   const start = (ws: Socket, roomId: string): void => {
     const state = ws.getUserData()
-    const typists = state.typing ??= new Map()
+    const typists = state.typing ??= new Map<string, Typist>()
     const typist = typists.get(roomId)
     if (typist !== undefined) {
       typist.expiry.refresh()

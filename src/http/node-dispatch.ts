@@ -124,7 +124,7 @@ class CollectingResponse extends EventEmitter {
     this.writableEnded = true
     this.headersSent = true
     const headers: Record<string, string | string[] | number> = {}
-    for (const [name, value] of this.#headers) headers[name] = Array.isArray(value) ? [...value] : value as string | number
+    for (const [name, value] of this.#headers) headers[name] = typeof value === 'object' ? [...value] : value
     this.#resolve({ statusCode: this.statusCode, headers, body: Buffer.concat(this.#chunks) })
     const done = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback
     // 'finish' then 'close', after the caller's stack unwinds, as a real response does; onResponse hooks run on them.

@@ -76,7 +76,7 @@ export function createMemoryPresence (options: MemoryPresenceOptions): MemoryPre
     if (set === undefined) holders.set(key, set = new Set())
     set.add(nodeId)
     let scope = scopes.get(claim.scope)
-    if (scope === undefined) scopes.set(claim.scope, scope = new Map())
+    if (scope === undefined) scopes.set(claim.scope, scope = new Map<string, string>())
     scope.set(claim.userId, claim.username)
     return !held && holding === 0
   }

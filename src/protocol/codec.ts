@@ -39,7 +39,7 @@ export function decodeFrame (data: ArrayBuffer, isBinary: boolean): Decoded {
   if (!checker.Check(value)) {
     return { ok: false, message: describeProblem(checker, value), ref }
   }
-  const frame = value as ClientFrame
+  const frame: ClientFrame = value
   // Frames are flat: every text field is a direct property. A for-in over the few keys allocates nothing.
   for (const key in frame) {
     const field = (frame as Record<string, unknown>)[key]

@@ -112,8 +112,8 @@ function checkMessage (t: Test, m: any, expected: { room: string, userId: string
   t.ok(typeof m?.createdAt === 'string' && ISO_8601.test(m.createdAt) && !Number.isNaN(Date.parse(m.createdAt)), `${label}: createdAt is ISO-8601 (${String(m?.createdAt)})`)
 }
 
-/** Whether an upgrade with this token is refused, and how: the HTTP status, or 'opened'. */
-async function upgradeOutcome (baseUrl: string, token: string, via: TokenVia): Promise<number | 'opened' | string> {
+/** Whether an upgrade with this token is refused, and how: the HTTP status, 'opened', or 'error: …'. */
+async function upgradeOutcome (baseUrl: string, token: string, via: TokenVia): Promise<number | string> {
   try {
     return (await refusedUpgrade(baseUrl, { token, via })).status
   } catch (error) {

@@ -184,7 +184,7 @@ export function trackReplies (sockets: readonly TestSocket[]): Map<string, Frame
   for (const s of sockets) {
     s.ws.on('message', (data, isBinary) => {
       if (isBinary) return
-      const frame = JSON.parse(data.toString()) as Frame
+      const frame = JSON.parse((data as Buffer).toString()) as Frame
       if ((frame.type === 'ack' || frame.type === 'error') && typeof frame.ref === 'string') replies.set(frame.ref, frame)
     })
   }

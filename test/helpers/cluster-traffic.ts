@@ -85,7 +85,7 @@ export function startSender (t: Test, socket: TestSocket, room: string, options:
   const errors = new Map<string, Frame>()
   socket.ws.on('message', (data, isBinary) => {
     if (isBinary) return
-    const frame = JSON.parse(data.toString()) as Frame
+    const frame = JSON.parse((data as Buffer).toString()) as Frame
     if (typeof frame.ref !== 'string' || !frame.ref.startsWith(`${options.prefix}-`)) return
     if (frame.type === 'ack') acks.set(frame.ref, frame)
     else if (frame.type === 'error') errors.set(frame.ref, frame)

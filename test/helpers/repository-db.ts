@@ -42,9 +42,9 @@ export interface MigratedDatabase {
   readonly backend: Backend['name']
   readonly db: Kysely<Database>
   /** Another pool on the same database (a second writer), closed at teardown unless `close`d first. */
-  open (): Promise<DatabaseHandle>
+  readonly open: () => Promise<DatabaseHandle>
   /** Closes a pool from `open` now (a Postgres backend flushes its statistics when it exits). */
-  close (handle: DatabaseHandle): Promise<void>
+  readonly close: (handle: DatabaseHandle) => Promise<void>
 }
 
 /**

@@ -62,8 +62,9 @@ export async function openSocket (baseUrl: string, options: SocketOptions = {}):
   const received: Frame[] = []
   const waiting: Frame[] = []
   const waiters = new Set<() => void>()
+  // ws hands over a Buffer: binaryType stays 'nodebuffer' (ArrayBuffer and Buffer[] are the other types).
   ws.on('message', (data, isBinary) => {
-    const frame = isBinary ? { type: '<binary>', data } : JSON.parse(data.toString()) as Frame
+    const frame = isBinary ? { type: '<binary>', data } : JSON.parse((data as Buffer).toString()) as Frame
     received.push(frame)
     waiting.push(frame)
     for (const wake of [...waiters]) wake()

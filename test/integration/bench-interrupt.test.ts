@@ -29,7 +29,7 @@ t.test('Ctrl-C during a Postgres run stops its servers and drops its databases',
   }
 
   // Mid-run: the server is up on its own database and the sockets are opening.
-  const lines = createInterface({ input: bench.stderr! })
+  const lines = createInterface({ input: bench.stderr })
   let stderr = ''
   await new Promise<void>((resolve, reject) => {
     lines.on('line', (line) => {

@@ -1,3 +1,4 @@
+import { inspect } from 'node:util'
 import { sql, type Kysely } from 'kysely'
 import t from 'tap'
 import { insertMessages, type InsertOutcome, type MessageDraft } from '../../db/repositories/messages.repository.js'
@@ -195,7 +196,7 @@ eachMigratedDatabase(t, 'chat-writes-', async (t, { backend, db, open, close }) 
     }
 
     const failed = calls.filter((c) => c.error !== null)
-    t.strictSame(failed.map((c) => `writer ${c.writer} loop ${c.loop} batch ${c.batch}: ${String((c.error as { code?: unknown }).code ?? '')} ${c.error instanceof Error ? c.error.message : String(c.error)}`), [], 'no call failed')
+    t.strictSame(failed.map((c) => `writer ${c.writer} loop ${c.loop} batch ${c.batch}: ${inspect(c.error)}`), [], 'no call failed')
 
     const rows = new Map<string, StoredRow>()
     for (const room of ROOMS) {

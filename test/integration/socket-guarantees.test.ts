@@ -269,11 +269,11 @@ eachBackend(t, async (t, backend) => {
       })())
     }
     observer.ws.on('message', (data) => {
-      const frame = JSON.parse(data.toString()) as Frame
+      const frame = JSON.parse((data as Buffer).toString()) as Frame
       if (frame.type === 'message') lookUp('event', frame)
     })
     sender.ws.on('message', (data) => {
-      const frame = JSON.parse(data.toString()) as Frame
+      const frame = JSON.parse((data as Buffer).toString()) as Frame
       if (frame.type === 'ack') lookUp('ack', frame)
     })
     const COUNT = 100

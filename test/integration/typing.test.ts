@@ -97,7 +97,7 @@ eachBackend(t, async (t, backend) => {
     const log: Timed[] = []
     s.ws.on('message', (data, isBinary) => {
       if (isBinary) return
-      const frame = JSON.parse(data.toString()) as Frame
+      const frame = JSON.parse((data as Buffer).toString()) as Frame
       if (frame.type === 'typing') log.push({ frame, at: Date.now() })
     })
     return Object.assign(s, { log })

@@ -163,9 +163,9 @@ t.test('checkToken: the claims of a verified token, or why not', async (t) => {
 })
 
 /** A lookup that records its calls and answers from `users`, or with `fail`'s error. */
-function lookupOf (users: string[]): { lookup: (ids: string[]) => Promise<Set<string>>, calls: string[][], fail: (error: unknown) => void } {
+function lookupOf (users: string[]): { lookup: (ids: string[]) => Promise<Set<string>>, calls: string[][], fail: (error: Error) => void } {
   const calls: string[][] = []
-  let failure: unknown
+  let failure: Error | undefined
   return {
     calls,
     fail: (error) => { failure = error },
