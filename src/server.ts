@@ -16,8 +16,8 @@ export interface RunningServer {
   /** The port the listener is bound to. */
   readonly port: number
   /**
-   * Stops accepting, lets requests in flight finish, writes every message already accepted,
-   * closes sockets with 1001, closes the database, then every connection.
+   * Makes `/ready` answer 503, stops accepting, lets requests in flight finish, writes every
+   * message already accepted, closes sockets with 1001, closes the database, then every connection.
    */
   close (): Promise<void>
 }
@@ -48,6 +48,8 @@ export async function startServer (config: Config, logger: Logger | false, openD
     port,
     async close () {
       closing ??= (async () => {
+        // From here /ready says 503 draining, also to requests on connections that stay open.
+        app.drain.start()
         listener.stopAccepting()
         await Promise.race([bridge.idle(), delay(DRAIN_TIMEOUT_MS)])
         await app.close()

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import { Redis } from 'ioredis'
+import { createOutageLog } from '../../src/outage-log.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -25,19 +26,12 @@ export default fp(async (fastify) => {
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000)
   })
   // Once per outage, not per reconnect attempt: an operator needs when it started and when it ended.
-  let down = false
-  redis.on('error', (error) => {
-    if (down) return
-    down = true
-    fastify.log.warn({ err: error }, 'redis connection problem; reconnecting')
-  })
-  redis.on('ready', () => {
-    if (!down) return
-    down = false
-    fastify.log.info('redis connection is back')
-  })
+  const outage = createOutageLog({ log: fastify.log, what: 'redis' })
+  redis.on('error', (error) => { outage.failed(error) })
+  redis.on('ready', () => { outage.succeeded() })
   fastify.decorate('redis', redis)
   fastify.addHook('onClose', async () => {
+    outage.close()
     redis.disconnect()
   })
 }, { name: 'redis', dependencies: ['config'] })

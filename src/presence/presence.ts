@@ -5,7 +5,7 @@ import type { User } from '../protocol/resources.js'
 import type { RoomEvent } from '../fanout/room-feed.js'
 import type { Socket } from '../fanout/socket-state.js'
 import { AppError } from '../errors.js'
-import { createFailureLog } from './failure-log.js'
+import { createOutageLog } from '../outage-log.js'
 import type { OnlineUser, PresenceChange, PresenceStore } from './presence-store.js'
 
 export interface PresenceDeps {
@@ -50,6 +50,8 @@ export interface Presence {
    * broadcast; never rejects (a store failure is logged, and the lease then runs out by itself).
    */
   close (): Promise<void>
+  /** Users with a socket on this node, and the (room, user) pairs this node holds in the store. */
+  stats (): { readonly users: number, readonly entries: number }
 }
 
 function presenceEvent (roomId: string, user: User, status: PresenceEvent['status']): RoomEvent {
@@ -83,7 +85,7 @@ export function createPresence (deps: PresenceDeps): Presence {
   // Keyed by room and user id together: one small entry per (room, user) this node holds.
   const members = new Map<string, number>()
   const memberKey = (roomId: string, userId: string): string => `${roomId}\n${userId}`
-  const health = createFailureLog(deps.log, 'presence store')
+  const health = createOutageLog({ log: deps.log, what: 'presence store' })
 
   /** A store call nobody waits for: its failure goes to the outage log; resolves with its result, or null if it failed. */
   const background = async <R>(call: Promise<R>): Promise<R | null> => {
@@ -214,6 +216,7 @@ export function createPresence (deps: PresenceDeps): Presence {
     },
     online: async (roomId) => await answered(store.online(roomId)),
     isOnline: async (userId) => await answered(store.isOnline(userId)),
+    stats: () => ({ users: users.size, entries: members.size }),
     async close () {
       clearInterval(ticking)
       await everyAnnouncement()

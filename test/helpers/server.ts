@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Logger } from 'pino'
 import type { Test } from 'tap'
 import type { OpenDatabase } from '../../plugins/infra/db.js'
 import type { ClusterOverride } from '../../plugins/infra/realtime.js'
@@ -25,6 +26,8 @@ export interface TestServerOptions {
   readonly scryptLogN?: number
   /** The bus and presence store of an in-process cluster (several servers in one test). */
   readonly cluster?: ClusterOverride
+  /** Where the server logs (see `captureLogs`); by default it logs nothing. */
+  readonly logger?: Logger
 }
 
 /** Starts the real server (uWS listener, Fastify, database) on 127.0.0.1 and a free port; stopped at teardown. */
@@ -43,7 +46,7 @@ export async function startTestServer (t: Test, backend: Backend, options: TestS
   const config: Config = { ...loaded, auth: { ...loaded.auth, scryptLogN: options.scryptLogN ?? 12 } }
   let server: RunningServer
   try {
-    server = await startServer(config, false, options.openDatabase, options.cluster)
+    server = await startServer(config, options.logger ?? false, options.openDatabase, options.cluster)
   } catch (error) {
     // A server that failed to start (a test of that, say) still leaves no database behind.
     await drop()

@@ -28,6 +28,15 @@ interface Pair {
 }
 
 export async function startTcpProxy (targetHost: string, targetPort: number): Promise<TcpProxy> {
+  return await startProxy(() => connect(targetPort, targetHost))
+}
+
+/** The same in front of a Unix socket (the embedded database's), listening on TCP. */
+export async function startUnixSocketProxy (path: string): Promise<TcpProxy> {
+  return await startProxy(() => connect(path))
+}
+
+async function startProxy (dial: () => Socket): Promise<TcpProxy> {
   let up = true
   const sockets = new Set<Socket>()
   const pairs = new Set<Pair>()
@@ -42,7 +51,7 @@ export async function startTcpProxy (targetHost: string, targetPort: number): Pr
       client.destroy()
       return
     }
-    const upstream = connect(targetPort, targetHost)
+    const upstream = dial()
     track(upstream)
     const pair: Pair = { upstream, client, subscriber: false, tail: '' }
     pairs.add(pair)

@@ -48,7 +48,7 @@ t.test('a Redis outage is logged when it starts and when it ends, not per attemp
   t.ok(problems.length >= 1, 'the outage is logged')
   // One line per part that depends on Redis (connection, bus, presence), never one per attempt.
   t.ok(problems.length <= 4, `at most a line per part while it lasts (${problems.length}: ${problems.map((l) => l.msg).join(' | ')})`)
-  const messages = problems.map((line: LogLine) => `${String(line.component ?? '')}: ${line.msg}`)
+  const messages = problems.map((line: LogLine) => `${typeof line.component === 'string' ? line.component : ''}: ${line.msg}`)
   t.same([...new Set(messages)], messages, 'no line repeats')
   t.notOk(during.some((line) => /\/ready|request failed/.test(line.msg)), '/ready polls log nothing')
   t.ok(after.some((line) => line.level < WARN && /back|restored|recovered|resubscribed/i.test(line.msg)), 'the return is logged')

@@ -3,7 +3,6 @@ import t, { type Test } from 'tap'
 import type { Socket } from '../../src/fanout/socket-state.js'
 import type { Log } from '../../src/logger.js'
 import type { User } from '../../src/protocol/resources.js'
-import { createFailureLog } from '../../src/presence/failure-log.js'
 import { createMemoryPresence } from '../../src/presence/memory-presence-store.js'
 import { createPresence, type Presence } from '../../src/presence/presence.js'
 import type { OnlineUser, PresenceChange, PresenceStore, TouchChanges } from '../../src/presence/presence-store.js'
@@ -467,22 +466,4 @@ t.test('a failed close is logged, not thrown', async (t) => {
   failing.add('close')
   await presence.close()
   t.match(logged, [{ level: 'warn', obj: { err: { message: 'store down (close)' } } }])
-})
-
-t.test('failure log: a warning with the error when failures start, one info line when they end', async (t) => {
-  const { log, logged } = recordingLog()
-  const health = createFailureLog(log, 'thing')
-  health.succeeded()
-  t.same(logged, [], 'nothing while it works')
-  health.failed(new Error('one'))
-  health.failed(new Error('two'))
-  health.failed(new Error('three'))
-  t.match(logged, [{ level: 'warn', obj: { err: { message: 'one' } }, msg: /^thing / }])
-  t.equal(logged.length, 1, 'quiet while it keeps failing')
-  health.succeeded()
-  health.succeeded()
-  t.match(logged.slice(1), [{ level: 'info', msg: /^thing / }])
-  t.equal(logged.length, 2, 'once')
-  health.failed(new Error('four'))
-  t.match(logged.slice(2), [{ level: 'warn', obj: { err: { message: 'four' } } }], 'a new outage, a new warning')
 })
