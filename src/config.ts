@@ -29,6 +29,8 @@ export const EnvSchema = Type.Object({
   LOG_LEVEL: Type.Union(LOG_LEVELS.map((level) => Type.Literal(level)), { default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` }),
   // uWS's idleTimeout takes 8-960 s; anything else would abort the process.
   HEARTBEAT_TIMEOUT: Int(8, 960, 30, 'seconds (uWS supports 8-960)'),
+  // No pattern: a value that failed one would be echoed in the error, and it is a secret.
+  METRICS_TOKEN: Type.String({ default: '' }),
   DB_POOL_SIZE: Int(1, 100, 10, 'connections to DATABASE_URL'),
   LOGIN_MAX_FAILURES: Int(1, 1000, 5, 'failed logins per username and address before 429'),
   LOGIN_LOCKOUT: Int(1, 86_400, 900, 'seconds the failure count is kept'),
@@ -73,6 +75,8 @@ export interface Config {
     readonly refreshTtlSeconds: number
   }
   readonly log: { readonly level: LogLevel }
+  /** The bearer token `GET /metrics` requires; null: it is open. */
+  readonly metrics: { readonly token: string | null }
   readonly heartbeatSeconds: number
   readonly socket: {
     /** Token bucket per socket: sustained frames/s and burst. */
@@ -137,6 +141,7 @@ export function loadConfig (source: Readonly<Record<string, string | undefined>>
     redis: { url: env.REDIS_URL === '' ? null : env.REDIS_URL, prefix: env.REDIS_PREFIX, sharded: env.REDIS_PUBSUB === 'sharded' },
     jwt: { secret: env.JWT_SECRET === '' ? devSecret(dataDir) : env.JWT_SECRET, ttlSeconds: Number(env.JWT_TTL), refreshTtlSeconds: Number(env.REFRESH_TTL) },
     log: { level: env.LOG_LEVEL },
+    metrics: { token: env.METRICS_TOKEN === '' ? null : env.METRICS_TOKEN },
     heartbeatSeconds: Number(env.HEARTBEAT_TIMEOUT),
     socket: { rate: Number(env.WS_RATE), burst: Number(env.WS_BURST), maxBackpressure: Number(env.WS_MAX_BACKPRESSURE) },
     writer: { maxBatch: Number(env.WRITE_MAX_BATCH), maxDelayMs: Number(env.WRITE_MAX_DELAY_MS), queueLimit: Number(env.WRITE_QUEUE_LIMIT) },

@@ -33,4 +33,12 @@ export interface Log {
   error: LogFn
   warn: LogFn
   info: LogFn
+  debug: LogFn
+  /** pino's: lets a caller skip preparing a line nobody will see (absent from Fastify's disabled logger). */
+  isLevelEnabled?: (level: LogLevel) => boolean
+}
+
+/** Whether `log` writes `debug` lines; true when it cannot say (its `debug` is then a cheap no-op or a test's recorder). */
+export function debugging (log: Log): boolean {
+  return log.isLevelEnabled?.('debug') ?? true
 }

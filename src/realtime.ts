@@ -9,20 +9,22 @@ import { existingUserIds, markSeen } from '../db/repositories/users.repository.j
 import type { Database } from '../db/schema.js'
 import type { Bus, BusStats } from './bus/bus.js'
 import type { Config } from './config.js'
+import { noMeter, type Meter } from './metrics.js'
 import { createOutbox } from './fanout/outbox.js'
 import { createRoomFeed, type RoomFeedStats } from './fanout/room-feed.js'
 import { createUserCheck, type VerifyToken } from './gateway/auth.js'
 import { createGateway, type GatewayStats } from './gateway/gateway.js'
-import { createMembership } from './gateway/membership.js'
+import { createMembership, type Membership } from './gateway/membership.js'
 import { createReplay } from './gateway/replay.js'
 import { createTyping } from './gateway/typing.js'
-import { createBatchWriter, type BatchWriterStats } from './pipeline/batch-writer.js'
+import { createBatchWriter, WriteRefused, type BatchWriterStats } from './pipeline/batch-writer.js'
 import { createPipeline, type MessagePipeline } from './pipeline/pipeline.js'
 import { createReadPositions, type ReadPositions } from './pipeline/read-positions.js'
 import { createPresence, type Presence } from './presence/presence.js'
 import { encodeFrame } from './protocol/codec.js'
 import { toMessage } from './protocol/resources.js'
 import type { PresenceStore } from './presence/presence-store.js'
+import type { OutageLog } from './outage-log.js'
 
 export interface RealtimeOptions {
   /** The uWS app the listener serves: `/ws` is added to it, and room topics live in it. */
@@ -36,7 +38,11 @@ export interface RealtimeOptions {
   readonly bus: Bus
   /** How often rooms with local sockets are compared with the database; null when the bus cannot lose anything. */
   readonly feedCheckMs: number | null
+  /** Where ack latencies and batch sizes go; counts are read from `stats()`. None by default. */
+  readonly meter?: Meter | undefined
   readonly log: Log
+  /** Told when a write or a user check finds the database unreachable; it logs the outage once, not each refused write. */
+  readonly databaseOutage: Pick<OutageLog, 'failed'>
 }
 
 export interface Realtime {
@@ -52,7 +58,18 @@ export interface Realtime {
   readonly reads: Pick<ReadPositions, 'move'>
   /** Why this node cannot serve as part of the cluster right now (the bus is down or silent), for `/ready`; null when it can. */
   problem (): string | null
-  stats (): { readonly gateway: GatewayStats, readonly writer: BatchWriterStats, readonly feed: RoomFeedStats, readonly bus: BusStats }
+  stats (): RealtimeStats
+}
+
+/** The counts the parts keep (plain integers, read when metrics are scraped). */
+export interface RealtimeStats {
+  readonly gateway: GatewayStats
+  readonly writer: BatchWriterStats
+  readonly feed: RoomFeedStats
+  readonly bus: BusStats
+  readonly pipeline: ReturnType<MessagePipeline['stats']>
+  readonly membership: ReturnType<Membership['stats']>
+  readonly presence: ReturnType<Presence['stats']>
 }
 
 /** A replay sends until this much waits in a socket's buffer (or a quarter of WS_MAX_BACKPRESSURE), then waits for it to drain. */
@@ -76,9 +93,19 @@ async function nextTurn (): Promise<void> {
 /** Wires the socket side: gateway → pipeline → batch writer → database, and the room feed back out. */
 export function createRealtime (options: RealtimeOptions): Realtime {
   const { uws, db, config, log } = options
+  const meter = options.meter ?? noMeter
+  /** A write (or the upgrade's user check) that cannot reach the database tells the outage log; its callers answer `unavailable` unlogged. */
+  const watched = async <T>(write: Promise<T>): Promise<T> => await write.catch((error: unknown) => {
+    if (isDatabaseUnavailable(error) || error instanceof UncertainWriteError) options.databaseOutage.failed(error)
+    throw error
+  })
   const writer = createBatchWriter<MessageDraft, InsertOutcome>({
     ...config.writer,
-    write: async (drafts, batchId) => await insertMessages(db, drafts, batchId),
+    write: async (drafts, batchId) => {
+      const outcomes = await watched(insertMessages(db, drafts, batchId))
+      meter.batchWritten(drafts.length)
+      return outcomes
+    },
     isUnavailable: isDatabaseUnavailable,
     isUncertain: (error) => error instanceof UncertainWriteError
   })
@@ -111,7 +138,7 @@ export function createRealtime (options: RealtimeOptions): Realtime {
   const seenWriter = createBatchWriter<string, undefined>({
     ...SEEN_WRITES,
     write: async (userIds) => {
-      await markSeen(db, userIds)
+      await watched(markSeen(db, userIds))
       return userIds.map(() => undefined)
     },
     isUnavailable: isDatabaseUnavailable,
@@ -120,19 +147,34 @@ export function createRealtime (options: RealtimeOptions): Realtime {
   const presence = createPresence({
     store: options.presenceStore,
     broadcast: feed.broadcast,
-    seen: (userId) => { seenWriter.submit(userId).catch((error: unknown) => { log.warn({ err: error, userId }, 'last_seen_at not written') }) },
+    seen: (userId) => {
+      seenWriter.submit(userId).catch((error: unknown) => {
+        // Refused or failed because the database is away: the outage log has it already.
+        if ((error instanceof WriteRefused && error.reason === 'store_down') || isDatabaseUnavailable(error)) return
+        log.warn({ err: error, userId }, 'last_seen_at not written')
+      })
+    },
     log
   })
   const typing = createTyping({ broadcast: feed.broadcast, timeoutMs: TYPING_TIMEOUT_MS, relayEveryMs: TYPING_RELAY_EVERY_MS })
-  const pipeline = createPipeline({ writer, feed, outbox, log })
+  const pipeline = createPipeline({ writer, feed, outbox, meter, log })
   const reads = createReadPositions({
-    store: async (updates) => await storeReadPositions(db, updates),
+    store: async (updates) => await watched(storeReadPositions(db, updates)),
     isUnavailable: isDatabaseUnavailable,
     feed,
     outbox,
     log
   })
-  const users = createUserCheck({ lookup: async (ids) => await existingUserIds(db, ids), isUnavailable: isDatabaseUnavailable })
+  const membership = createMembership({
+    db,
+    feed,
+    presence,
+    typing,
+    outbox,
+    replay: createReplay({ db, outbox, highWater: Math.min(REPLAY_HIGH_WATER, config.socket.maxBackpressure / 4) }),
+    log
+  })
+  const users = createUserCheck({ lookup: async (ids) => await watched(existingUserIds(db, ids)), isUnavailable: isDatabaseUnavailable })
   const gateway = createGateway({
     verify: options.verify,
     heartbeatSeconds: config.heartbeatSeconds,
@@ -142,15 +184,7 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     outbox,
     presence,
     typing,
-    membership: createMembership({
-      db,
-      feed,
-      presence,
-      typing,
-      outbox,
-      replay: createReplay({ db, outbox, highWater: Math.min(REPLAY_HIGH_WATER, config.socket.maxBackpressure / 4) }),
-      log
-    }),
+    membership,
     pipeline,
     reads,
     users
@@ -181,6 +215,14 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     messages: pipeline,
     reads,
     problem: () => options.bus.problem(),
-    stats: () => ({ gateway: gateway.stats(), writer: writer.stats(), feed: feed.stats(), bus: options.bus.stats() })
+    stats: () => ({
+      gateway: gateway.stats(),
+      writer: writer.stats(),
+      feed: feed.stats(),
+      bus: options.bus.stats(),
+      pipeline: pipeline.stats(),
+      membership: membership.stats(),
+      presence: presence.stats()
+    })
   }
 }

@@ -60,7 +60,9 @@ export default fp<{ uws: TemplatedApp, cluster?: ClusterOverride | undefined }>(
     bus,
     // A bus in this process loses nothing; Redis can.
     feedCheckMs: url === null && cluster === undefined ? null : FEED_CHECK_MS,
-    log
+    meter: fastify.meter,
+    log,
+    databaseOutage: fastify.databaseOutage
   })
   log.info({ nodeId, bus: url === null ? 'memory' : sharded ? 'redis (sharded pub/sub)' : 'redis' }, 'realtime ready')
   fastify.decorate('realtime', realtime)
@@ -69,4 +71,4 @@ export default fp<{ uws: TemplatedApp, cluster?: ClusterOverride | undefined }>(
     throw new AppError('bad_request', 'GET /ws is the WebSocket endpoint: send a WebSocket upgrade request')
   })
   fastify.addHook('preClose', async () => await realtime.shutdown())
-}, { name: 'realtime', dependencies: ['config', 'db', 'redis', 'auth'] })
+}, { name: 'realtime', dependencies: ['config', 'db', 'redis', 'auth', 'metrics'] })

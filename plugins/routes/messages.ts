@@ -7,23 +7,32 @@ import { createdMessage } from '../../src/pipeline/pipeline.js'
 import { MessageFrame } from '../../src/protocol/frames.js'
 import { ErrorResponse, Message, toMessage } from '../../src/protocol/resources.js'
 import { createUserRateLimit } from '../../src/user-rate-limit.js'
-import { authErrors, RoomParams } from './schemas.js'
+import { authenticated, authErrors, RoomParams } from './schemas.js'
 
 /** The socket frame's fields and limits, nothing else. */
 const SendBody = Type.Object({ body: MessageFrame.properties.body, clientMsgId: MessageFrame.properties.clientMsgId }, { additionalProperties: false })
 
 /** Sending over REST: the socket's message path (group commit, then the room's `message`), answered with the Message. */
 const messageRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { db, realtime } = fastify
+  const { db, realtime, meter } = fastify
   // A user's requests on this node, at the rate one socket may send frames.
   const limit = createUserRateLimit(fastify.config.socket)
   fastify.addHook('onRequest', fastify.authenticate)
 
   fastify.post('/rooms/:id/messages', {
     schema: {
+      tags: ['messages'],
+      summary: 'Send a message without a socket',
+      description: '`201` once stored and published to the room. The same `clientMsgId` again: `200` with the original, nothing stored twice. `503`: not stored, retry with the same `clientMsgId`.',
+      security: authenticated,
       params: RoomParams,
       body: SendBody,
       response: { 200: Message, 201: Message, 403: ErrorResponse, 404: ErrorResponse, 429: ErrorResponse, ...authErrors }
+    },
+    // The socket's ack latency, over REST: from the request's arrival to its answer sent.
+    onResponse: (request, reply, done) => {
+      if (reply.statusCode < 300) meter.acked('rest', reply.elapsedTime / 1000)
+      done()
     }
   }, async (request, reply) => {
     const { user } = request

@@ -1,6 +1,6 @@
 import type { Log } from '../logger.js'
 import { encodeFrame } from '../protocol/codec.js'
-import { CloseCode, type ServerFrame, type SocketErrorCode } from '../protocol/frames.js'
+import { CloseCode, SocketErrorCode, type ServerFrame } from '../protocol/frames.js'
 import type { Socket } from './socket-state.js'
 
 /** uWS's send status for a frame refused because the socket's backpressure is over `maxBackpressure`. */
@@ -20,12 +20,27 @@ export interface Outbox {
   closeToResume (ws: Socket): void
   /** The socket has closed: nothing more is done to it. */
   forget (ws: Socket): void
-  stats (): { readonly dropped: number, readonly slowClosed: number }
+  stats (): OutboxStats
 }
+
+export interface OutboxStats {
+  /** Frames uWS refused for backpressure (the socket was then closed as too slow). */
+  readonly dropped: number
+  readonly slowClosed: number
+  /** Frames sent to one socket (not through a room topic: the room feed counts those). */
+  readonly sent: number
+  /** `error` frames sent, by code. */
+  readonly errors: Readonly<Record<SocketErrorCode, number>>
+}
+
+/** Every code an `error` frame may carry, from the frame's schema. */
+const ERROR_CODES = SocketErrorCode.anyOf.map((literal) => literal.const)
 
 export function createOutbox (log: Log): Outbox {
   let dropped = 0
   let slowClosed = 0
+  let sent = 0
+  const errors = Object.fromEntries(ERROR_CODES.map((code) => [code, 0])) as Record<SocketErrorCode, number>
   // uWS reports drops from inside send/publish; closing a socket there would change a topic while
   // uWS iterates it (a segfault), so slow sockets are closed right after, from the event loop.
   const ending = new Map<Socket, string>()
@@ -54,7 +69,10 @@ export function createOutbox (log: Log): Outbox {
     let status = 0
     // Corked: after an await uWS does not cork for us, and a send per syscall is dreadful.
     ws.cork(() => { status = ws.send(text) })
-    if (status !== DROPPED) return true
+    if (status !== DROPPED) {
+      sent++
+      return true
+    }
     closeSlow(ws)
     return false
   }
@@ -62,6 +80,7 @@ export function createOutbox (log: Log): Outbox {
     sendText,
     send: (ws, frame) => sendText(ws, encodeFrame(frame)),
     error (ws, code, message, ref) {
+      errors[code]++
       sendText(ws, encodeFrame(ref === undefined ? { type: 'error', code, message } : { type: 'error', code, message, ref }))
     },
     dropped (ws) {
@@ -75,6 +94,6 @@ export function createOutbox (log: Log): Outbox {
     forget (ws) {
       ending.delete(ws)
     },
-    stats: () => ({ dropped, slowClosed })
+    stats: () => ({ dropped, slowClosed, sent, errors: { ...errors } })
   }
 }

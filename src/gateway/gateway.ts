@@ -2,11 +2,11 @@ import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocketBehavior 
 import { decodeFrame } from '../protocol/codec.js'
 import { CloseCode, MAX_FRAME_BYTES, type AuthFrame, type ClientFrame, type SocketErrorCode } from '../protocol/frames.js'
 import { authenticateUpgrade, checkToken, type UserCheck, type UserStatus, type VerifyToken } from './auth.js'
-import type { Outbox } from '../fanout/outbox.js'
+import type { Outbox, OutboxStats } from '../fanout/outbox.js'
 import type { Socket, SocketState } from '../fanout/socket-state.js'
 import type { Membership } from './membership.js'
 import { createFrameLimit } from './rate-limit.js'
-import type { Log } from '../logger.js'
+import { debugging, type Log } from '../logger.js'
 import type { MessagePipeline } from '../pipeline/pipeline.js'
 import type { ReadPositions } from '../pipeline/read-positions.js'
 import type { Presence } from '../presence/presence.js'
@@ -33,12 +33,23 @@ export interface GatewayDeps {
   readonly reads: ReadPositions
 }
 
-export interface GatewayStats {
+export interface GatewayStats extends OutboxStats {
   readonly sockets: number
-  /** Frames uWS refused for backpressure (the socket was then closed as too slow). */
-  readonly dropped: number
-  readonly slowClosed: number
+  /** Sockets opened (upgrades completed) since start. */
+  readonly accepted: number
+  /** Sockets closed, by WebSocket close code (`COUNTED_CLOSE_CODES`, anything else as `other`). */
+  readonly closed: Readonly<Record<string, number>>
+  /** Upgrades refused, by why. */
+  readonly refused: Readonly<Record<UpgradeRefusal, number>>
+  /** Frames refused by the rate limit (answered `rate_limited`, or closing the socket with 1008). */
+  readonly rateLimited: number
 }
+
+/** Why an upgrade was refused: a bad token or a user that is gone, the database away, a draining node, a bug. */
+export type UpgradeRefusal = 'unauthorized' | 'unavailable' | 'shutting_down' | 'internal'
+
+/** Close codes counted apart: ours (CloseCode), a client's normal close, none sent (1005), a dropped connection (1006). */
+export const COUNTED_CLOSE_CODES: readonly number[] = [1000, 1001, 1005, 1006, 1008, 1009, 1011, 1013]
 
 export interface Gateway {
   readonly behavior: WebSocketBehavior<SocketState>
@@ -59,21 +70,28 @@ const INVALID_FRAME_COST = 10
 const MAX_STRIKES = 10
 /** setTimeout's longest delay; a token living longer is re-checked when it fires. */
 const MAX_TIMER_MS = 2_147_483_647
-/** How an upgrade is refused: HTTP status, then the body's error code and message. */
-type Refusal = readonly [status: string, code: SocketErrorCode, message: string]
+/** How an upgrade is refused: why (for metrics and the log), HTTP status, then the body's error code and message. */
+type Refusal = readonly [reason: UpgradeRefusal, status: string, code: SocketErrorCode, message: string]
 /** Refusals of a good token whose user cannot be confirmed (the `auth` frame sends the same code and message). */
 const USER_REFUSALS: Readonly<Record<Exclude<UserStatus, 'exists'> | 'failed', Refusal>> = {
-  gone: ['401 Unauthorized', 'unauthorized', 'the token\'s user does not exist'],
-  unavailable: ['503 Service Unavailable', 'unavailable', 'the database is not reachable, retry shortly'],
-  failed: ['500 Internal Server Error', 'internal', 'internal error']
+  gone: ['unauthorized', '401 Unauthorized', 'unauthorized', 'the token\'s user does not exist'],
+  unavailable: ['unavailable', '503 Service Unavailable', 'unavailable', 'the database is not reachable, retry shortly'],
+  failed: ['internal', '500 Internal Server Error', 'internal', 'internal error']
 }
-const SHUTTING_DOWN: Refusal = ['503 Service Unavailable', 'unavailable', 'the server is shutting down']
+const SHUTTING_DOWN: Refusal = ['shutting_down', '503 Service Unavailable', 'unavailable', 'the server is shutting down']
 
 export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gateway {
   const { outbox, membership, presence, typing, pipeline, reads } = deps
   const limit = createFrameLimit({ rate: options.rate, burst: options.burst, maxStrikes: MAX_STRIKES })
-  const sockets = new Set<Socket>()
+  const { log } = options
+  /** Open sockets, and when each opened (ms), for the close log line. */
+  const sockets = new Map<Socket, number>()
   const byUser = new Map<string, Set<Socket>>()
+  let accepted = 0
+  let rateLimited = 0
+  const closed: Record<string, number> = { other: 0 }
+  for (const code of COUNTED_CLOSE_CODES) closed[code] = 0
+  const refused: Record<UpgradeRefusal, number> = { unauthorized: 0, unavailable: 0, shutting_down: 0, internal: 0 }
   let accepting = true
   let allClosed: (() => void) | null = null
 
@@ -99,7 +117,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
     const status = await deps.users.status(checked.user.id)
     if (!state.open) return
     if (status !== 'exists') {
-      const [, code, message] = USER_REFUSALS[status]
+      const [, , code, message] = USER_REFUSALS[status]
       outbox.error(ws, code, message, frame.ref)
       return
     }
@@ -120,7 +138,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
    * socket's cork hosts the upgrade. With none open, it runs uncorked (uWS then prints a warning).
    */
   const upgradeLater = (res: HttpResponse, upgrade: () => void): void => {
-    for (const host of sockets) {
+    for (const host of sockets.keys()) {
       if (!host.getUserData().open) continue
       host.cork(() => { res.cork(upgrade) })
       return
@@ -128,7 +146,10 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
     upgrade()
   }
 
-  const refuseUpgrade = (res: HttpResponse, status: string, code: string, message: string): void => {
+  /** Never logs the request: its query string or headers may carry the token. */
+  const refuseUpgrade = (res: HttpResponse, reason: UpgradeRefusal, status: string, code: string, message: string): void => {
+    refused[reason]++
+    log.debug({ reason, status: Number.parseInt(status, 10), why: message }, 'upgrade refused')
     res.cork(() => {
       res.writeStatus(status)
         .writeHeader('content-type', 'application/json')
@@ -138,7 +159,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
 
   /** A bug, not bad input: log it and close the socket with 1011 rather than take the process down. */
   const fail = (ws: Socket, error: unknown): void => {
-    options.log.error({ err: error }, 'socket frame failed')
+    log.error({ err: error }, 'socket frame failed')
     const state = ws.getUserData()
     if (!state.open) return
     state.open = false
@@ -214,7 +235,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       // Signature, expiry and database first, synchronously: a bad token never reaches the database.
       const auth = authenticateUpgrade(headers, options.verify)
       if (!auth.ok) {
-        refuseUpgrade(res, '401 Unauthorized', 'unauthorized', auth.message)
+        refuseUpgrade(res, 'unauthorized', '401 Unauthorized', 'unauthorized', auth.message)
         return
       }
       // Then whether the user exists, which completes the upgrade later: the client may be gone by
@@ -241,14 +262,16 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
         upgradeLater(res, () => { res.upgrade(state, key, auth.protocol, extensions, context) })
       }
       deps.users.status(auth.user.id).then(settle, (error: unknown) => {
-        options.log.error({ err: error }, 'upgrade: user lookup failed')
+        log.error({ err: error }, 'upgrade: user lookup failed')
         settle('failed')
       })
     },
 
     open (ws) {
-      sockets.add(ws)
+      sockets.set(ws, Date.now())
+      accepted++
       const { user } = ws.getUserData()
+      log.debug({ userId: user.id }, 'socket opened')
       let own = byUser.get(user.id)
       if (own === undefined) byUser.set(user.id, own = new Set())
       own.add(ws)
@@ -267,6 +290,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       }
       const decoded = decodeFrame(data, isBinary)
       const verdict = limit.take(state, decoded.ok ? 1 : INVALID_FRAME_COST, Date.now())
+      if (verdict !== 'ok') rateLimited++
       if (verdict === 'close') {
         state.open = false
         ws.end(CloseCode.policy, 'rate limit exceeded')
@@ -299,10 +323,13 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       outbox.dropped(ws)
     },
 
-    close (ws) {
+    close (ws, code) {
       const state = ws.getUserData()
       state.open = false
       clearTimeout(state.expiry)
+      const label = COUNTED_CLOSE_CODES.includes(code) ? String(code) : 'other'
+      closed[label] = (closed[label] ?? 0) + 1
+      if (debugging(log)) log.debug({ userId: state.user.id, code, seconds: (Date.now() - (sockets.get(ws) ?? Date.now())) / 1000 }, 'socket closed')
       sockets.delete(ws)
       const own = byUser.get(state.user.id)
       own?.delete(ws)
@@ -326,7 +353,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       accepting = false
       if (sockets.size === 0) return
       const done = new Promise<void>((resolve) => { allClosed = resolve })
-      for (const ws of sockets) {
+      for (const ws of sockets.keys()) {
         const state = ws.getUserData()
         if (!state.open) continue
         state.open = false
@@ -336,6 +363,6 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       await Promise.race([done, new Promise<void>((resolve) => { timer = setTimeout(resolve, ms) })])
       clearTimeout(timer)
     },
-    stats: () => ({ sockets: sockets.size, ...outbox.stats() })
+    stats: () => ({ sockets: sockets.size, accepted, closed: { ...closed }, refused: { ...refused }, rateLimited, ...outbox.stats() })
   }
 }

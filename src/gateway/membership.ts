@@ -30,6 +30,8 @@ export interface Membership {
   revoke (ws: Socket, roomId: string): void
   /** A socket closed: it leaves its rooms (presence, typing). */
   closed (ws: Socket): void
+  /** Joins completed (`joined` sent), and the stored messages their replays sent. */
+  stats (): { readonly joins: number, readonly replayed: number }
 }
 
 /** Rooms one socket may be in at once: each costs a subscription and a presence entry. */
@@ -37,6 +39,7 @@ export const MAX_ROOMS_PER_SOCKET = 500
 
 export function createMembership (deps: MembershipDeps): Membership {
   const { db, feed, presence, typing, outbox } = deps
+  let joins = 0
 
   /** The socket is out of a room it was in: it stops typing there and no longer counts as present. */
   const departed = (ws: Socket, roomId: string): void => {
@@ -120,6 +123,7 @@ export function createMembership (deps: MembershipDeps): Membership {
         }
         feed.subscribe(buffer)
         state.rooms.set(roomId, 'joined')
+        joins++
         outbox.send(ws, { type: 'joined', room: roomId, lastSeq: Math.max(last, lastSeq), online, readSeq: access.readSeq, ...(ref === undefined ? {} : { ref }) })
         // Typing and presence sent while the socket was joining come after the `online` snapshot:
         // applied on top of it, in order, they leave the client with the current state. Those
@@ -191,6 +195,7 @@ export function createMembership (deps: MembershipDeps): Membership {
       }
       typing.closed(ws)
       state.onDrain?.()
-    }
+    },
+    stats: () => ({ joins, replayed: deps.replay.stats().replayed })
   }
 }

@@ -23,6 +23,8 @@ export interface Replay {
    * join is revoked.
    */
   send (ws: Socket, roomId: string, afterSeq: number, joining: Joining): Promise<number | null>
+  /** Stored messages sent to joining sockets. */
+  stats (): { readonly replayed: number }
 }
 
 /** Stored messages read per replay query. */
@@ -32,6 +34,7 @@ export const removedFromRoom = (): AppError => new AppError('forbidden', 'you we
 
 export function createReplay (deps: ReplayDeps): Replay {
   const { db, outbox, highWater } = deps
+  let replayed = 0
 
   /** Resolves when the socket's send buffer is below the high-water mark (or it closed). */
   const drained = async (ws: Socket): Promise<void> => {
@@ -60,11 +63,13 @@ export function createReplay (deps: ReplayDeps): Replay {
               sent++
             }
           })
+          replayed += sent
           if (!ws.getUserData().open) return null
           rows = rows.slice(sent)
         }
         if (!page.hasMore) return cursor
       }
-    }
+    },
+    stats: () => ({ replayed })
   }
 }

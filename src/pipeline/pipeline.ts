@@ -1,4 +1,5 @@
 import type { Log } from '../logger.js'
+import type { Meter } from '../metrics.js'
 import type { InsertOutcome, MessageDraft } from '../../db/repositories/messages.repository.js'
 import { encodeFrame } from '../protocol/codec.js'
 import type { AckEvent, MessageFrame } from '../protocol/frames.js'
@@ -13,6 +14,7 @@ export interface PipelineDeps {
   readonly writer: BatchWriter<MessageDraft, InsertOutcome>
   readonly feed: RoomFeed
   readonly outbox: Outbox
+  readonly meter: Meter
   readonly log: Log
 }
 
@@ -30,6 +32,8 @@ export interface MessagePipeline {
   store (user: User, roomId: string, body: string, clientMsgId: string | null, sender: Socket | null): Promise<InsertOutcome>
   /** Stores a validated `message` frame from `ws` and answers it (`ack` or `error`); never rejects for bad input or an unavailable store. */
   send (ws: Socket, frame: MessageFrame): Promise<void>
+  /** Messages stored (not repeats), from sockets and REST. */
+  stats (): { readonly stored: number }
 }
 
 /** The message `user` just stored, as the API shows it: what the room's sockets get, and a REST sender. */
@@ -39,16 +43,20 @@ export function createdMessage (user: User, roomId: string, body: string, client
 }
 
 export function createPipeline (deps: PipelineDeps): MessagePipeline {
-  const { writer, feed, outbox } = deps
+  const { writer, feed, outbox, meter } = deps
+  let stored = 0
   const store = async (user: User, roomId: string, body: string, clientMsgId: string | null, sender: Socket | null): Promise<InsertOutcome> => {
     const outcome = await writer.submit({ roomId, userId: user.id, body, clientMsgId })
     if (outcome.status === 'created') {
+      stored++
       const text = encodeFrame({ type: 'message', ...createdMessage(user, roomId, body, clientMsgId, outcome) })
       feed.publish(roomId, { seq: outcome.seq, text }, sender)
     }
     return outcome
   }
   const send = async (ws: Socket, frame: MessageFrame): Promise<void> => {
+    // Called in the turn the frame arrived in (decoded, nothing awaited yet): the ack's latency starts here.
+    const received = performance.now()
     const clientMsgId = frame.clientMsgId ?? null
     let outcome: InsertOutcome
     try {
@@ -67,7 +75,7 @@ export function createPipeline (deps: PipelineDeps): MessagePipeline {
     }
     const ack: AckEvent = { type: 'ack', room: frame.room, id: outcome.id, seq: outcome.seq, clientMsgId, createdAt: outcome.createdAt.toISOString() }
     if (frame.ref !== undefined) ack.ref = frame.ref
-    outbox.send(ws, ack)
+    if (outbox.send(ws, ack)) meter.acked('socket', (performance.now() - received) / 1000)
   }
-  return { store, send }
+  return { store, send, stats: () => ({ stored }) }
 }

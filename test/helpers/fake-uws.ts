@@ -24,7 +24,10 @@ export function createFakeUws (): FakeUws {
     for (const socket of topics.get(topic) ?? []) if (socket !== except && socket.state.open) socket.received.push(text)
     return true
   }
-  const app = { publish: (topic: string, text: string) => publish(topic, text, null) } as unknown as TemplatedApp
+  const app = {
+    publish: (topic: string, text: string) => publish(topic, text, null),
+    numSubscribers: (topic: string) => topics.get(topic)?.size ?? 0
+  } as unknown as TemplatedApp
   let users = 0
   return {
     app,

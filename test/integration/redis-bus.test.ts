@@ -18,7 +18,7 @@ const MODES = [{ mode: 'classic', sharded: false }, { mode: 'sharded', sharded: 
 
 const uniquePrefix = (): string => `test:${process.pid}:${randomBytes(4).toString('hex')}:`
 
-interface LogEntry { readonly level: 'error' | 'warn' | 'info', readonly message: string, readonly args: readonly unknown[] }
+interface LogEntry { readonly level: 'error' | 'warn' | 'info' | 'debug', readonly message: string, readonly args: readonly unknown[] }
 
 /** A Log that keeps every call; `message` is the call's last string argument. */
 function recordingLog (): { log: Log, entries: LogEntry[], at: (level: LogEntry['level']) => LogEntry[] } {
@@ -26,7 +26,7 @@ function recordingLog (): { log: Log, entries: LogEntry[], at: (level: LogEntry[
   const record = (level: LogEntry['level']) => (...args: unknown[]): void => {
     entries.push({ level, message: String(args.findLast((arg) => typeof arg === 'string') ?? ''), args })
   }
-  return { log: { error: record('error'), warn: record('warn'), info: record('info') }, entries, at: (level) => entries.filter((e) => e.level === level) }
+  return { log: { error: record('error'), warn: record('warn'), info: record('info'), debug: record('debug') }, entries, at: (level) => entries.filter((e) => e.level === level) }
 }
 const silent = recordingLog().log
 

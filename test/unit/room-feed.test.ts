@@ -5,7 +5,7 @@ import type { Socket } from '../../src/fanout/socket-state.js'
 import { delay, waitUntil } from '../helpers/chat.js'
 import { createFakeUws, type FakeSocket } from '../helpers/fake-uws.js'
 
-const silent = { error () {}, warn () {}, info () {} }
+const silent = { error () {}, warn () {}, info () {}, debug () {} }
 
 /** A room's committed messages, as the database would hold them: seq n is `m<n>`. */
 function createStore () {
