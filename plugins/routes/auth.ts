@@ -7,7 +7,7 @@ import { hashRefreshToken, newRefreshToken } from '../../src/auth/refresh-token.
 import { AppError } from '../../src/errors.js'
 import { ErrorResponse, USERNAME_PATTERN, User } from '../../src/protocol/resources.js'
 import type { UserRow } from '../../db/schema.js'
-import { authErrors } from './schemas.js'
+import { authenticated, authErrors } from './schemas.js'
 
 const Credentials = Type.Object({
   username: Type.String({ pattern: USERNAME_PATTERN }),
@@ -77,6 +77,9 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('/auth/register', {
     schema: {
+      tags: ['auth'],
+      summary: 'Create an account',
+      description: 'Usernames are unique regardless of case.',
       body: Credentials,
       response: { 201: User, 400: ErrorResponse, 409: ErrorResponse, 503: ErrorResponse }
     }
@@ -91,6 +94,9 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('/auth/login', {
     schema: {
+      tags: ['auth'],
+      summary: 'Log in: an access token and a refresh token',
+      description: 'Unknown user and wrong password answer alike (`401`); repeated failures per address and username answer `429`.',
       body: LoginBody,
       response: { 200: LoginResponse, 400: ErrorResponse, 401: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse }
     }
@@ -126,6 +132,9 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('/auth/refresh', {
     schema: {
+      tags: ['auth'],
+      summary: 'Spend a refresh token for a new access token and refresh token',
+      description: 'A refresh token sent a second time revokes every refresh token of its login (`401`).',
       body: RefreshBody,
       response: { 200: LoginResponse, 400: ErrorResponse, 401: ErrorResponse, 503: ErrorResponse }
     }
@@ -145,6 +154,8 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('/auth/logout', {
     schema: {
+      tags: ['auth'],
+      summary: 'Revoke every refresh token of a login',
       body: RefreshBody,
       response: { 204: Type.Null(), 400: ErrorResponse, 503: ErrorResponse }
     }
@@ -156,7 +167,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/auth/me', {
     onRequest: fastify.authenticate,
-    schema: { response: { 200: MeResponse, ...authErrors } }
+    schema: { tags: ['auth'], summary: 'The token\'s user and expiry', security: authenticated, response: { 200: MeResponse, ...authErrors } }
   }, async (request) => {
     const { id, username, expiresAt } = request.user
     return { user: { id, username }, expiresAt: new Date(expiresAt).toISOString() }

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyPluginAsync } from 'fastify'
 import { AppError } from '../../src/errors.js'
+import { documentRoute } from './schemas.js'
 
 /** No inline script or style anywhere: the demo renders user text, and this stops any that slips through from running. */
 const CONTENT_SECURITY_POLICY = [
@@ -24,6 +25,8 @@ interface Asset {
   /** What to do when the file is missing: build output can be absent in a fresh checkout. */
   readonly missing: string
   readonly headers?: Readonly<Record<string, string>>
+  /** Lists the route in the OpenAPI document; the files a page loads are left out. */
+  readonly summary?: string
 }
 
 const BUILD_HINT = 'run `npm run build` (or `node client/build.mjs`) and restart the server'
@@ -34,15 +37,17 @@ const ASSETS: ReadonlyMap<string, Asset> = new Map([
     file: 'client/dist/client.js',
     contentType: 'application/javascript; charset=utf-8',
     missing: `the client is not built: ${BUILD_HINT}`,
+    summary: 'The JavaScript client as one ES module without imports (`503` until built)',
     // Deno (and tools that follow it) find the declarations of a module served over HTTP here.
     headers: { 'x-typescript-types': '/client.d.ts' }
   }],
   ['/client.d.ts', {
     file: 'client/dist/client.d.ts',
     contentType: 'application/typescript; charset=utf-8',
-    missing: `the client's declarations are not built: ${BUILD_HINT}`
+    missing: `the client's declarations are not built: ${BUILD_HINT}`,
+    summary: 'The client\'s TypeScript declarations (`503` until built)'
   }],
-  ['/', { file: 'demo/index.html', contentType: 'text/html; charset=utf-8', missing: 'the demo page is missing from this installation' }],
+  ['/', { file: 'demo/index.html', contentType: 'text/html; charset=utf-8', missing: 'the demo page is missing from this installation', summary: 'A demo chat page built on `/client.js`' }],
   ['/demo/app.js', { file: 'demo/app.js', contentType: 'application/javascript; charset=utf-8', missing: 'the demo script is missing from this installation' }],
   ['/demo/app.css', { file: 'demo/app.css', contentType: 'text/css; charset=utf-8', missing: 'the demo stylesheet is missing from this installation' }],
   ['/demo/favicon.svg', { file: 'demo/favicon.svg', contentType: 'image/svg+xml', missing: 'the demo icon is missing from this installation' }]
@@ -102,7 +107,8 @@ const clientRoutes: FastifyPluginAsync<ClientRoutesOptions> = async (fastify, op
   })
 
   for (const [url, asset] of ASSETS) {
-    fastify.get(url, async (request, reply) => {
+    const schema = asset.summary === undefined ? { hide: true } : documentRoute(asset.summary, asset.contentType.split(';')[0] ?? asset.contentType)
+    fastify.get(url, { schema }, async (request, reply) => {
       const { body, etag } = load(url, asset)
       void reply.header('etag', etag)
       if (asset.headers !== undefined) void reply.headers(asset.headers)

@@ -4,15 +4,16 @@ import { listMessages } from '../../db/repositories/messages.repository.js'
 import { AppError } from '../../src/errors.js'
 import { ErrorResponse, Message, toMessage } from '../../src/protocol/resources.js'
 import { readableRoom } from '../../src/room-access.js'
-import { authErrors, RoomParams } from './schemas.js'
+import { authenticated, authErrors, RoomParams } from './schemas.js'
 
 const MAX_SEQ = Number.MAX_SAFE_INTEGER
+/** The query schema's default, which validation fills in; the handler repeats it only because the static type keeps `limit` optional. */
 const DEFAULT_LIMIT = 50
 
 const HistoryQuery = Type.Object({
   before: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_SEQ })),
   after: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_SEQ })),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 }))
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: DEFAULT_LIMIT }))
 })
 
 const historyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -21,6 +22,10 @@ const historyRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/rooms/:id/messages', {
     schema: {
+      tags: ['messages'],
+      summary: 'A page of a room\'s history, in ascending seq',
+      description: 'Without a cursor: the newest `limit`. With `after`: the page after it; otherwise the newest below `before`.',
+      security: authenticated,
       params: RoomParams,
       querystring: HistoryQuery,
       response: {

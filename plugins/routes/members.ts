@@ -5,12 +5,14 @@ import { findUserById } from '../../db/repositories/users.repository.js'
 import { AppError } from '../../src/errors.js'
 import { ErrorResponse, Id, RoomId } from '../../src/protocol/resources.js'
 import { readableRoom, roomForMembership } from '../../src/room-access.js'
-import { authErrors, RoomParams } from './schemas.js'
+import { authenticated, authErrors, RoomParams } from './schemas.js'
 
 const AddMemberBody = Type.Object({ userId: Id }, { additionalProperties: false })
 const MemberParams = Type.Object({ id: RoomId, userId: Id })
+/** The query schema's default, which validation fills in; the handler repeats it only because the static type keeps `limit` optional. */
+const DEFAULT_LIMIT = 100
 const MembersQuery = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: DEFAULT_LIMIT })),
   /** A user id: the page starts after it. */
   after: Type.Optional(Id)
 })
@@ -19,7 +21,6 @@ const MemberList = Type.Object({
   members: Type.Array(Type.Object({ userId: Id, username: Type.String(), joinedAt: Type.String({ format: 'date-time' }) })),
   hasMore: Type.Boolean()
 })
-const DEFAULT_LIMIT = 100
 
 /** Who belongs to a room, and changing that. */
 const memberRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -27,7 +28,7 @@ const memberRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('onRequest', fastify.authenticate)
 
   fastify.get('/rooms/:id/members', {
-    schema: { params: RoomParams, querystring: MembersQuery, response: { 200: MemberList, 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }
+    schema: { tags: ['members'], summary: 'A room\'s members, by user id', security: authenticated, params: RoomParams, querystring: MembersQuery, response: { 200: MemberList, 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }
   }, async (request) => {
     const { limit = DEFAULT_LIMIT, after } = request.query
     const { room } = await readableRoom(db, request.params.id, request.user.id)
@@ -40,7 +41,7 @@ const memberRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/rooms/:id/members', {
-    schema: { params: RoomParams, body: AddMemberBody, response: { 204: Type.Null(), 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }
+    schema: { tags: ['members'], summary: 'Add a member', description: 'Anyone may add themselves to a public room; adding someone else takes a member.', security: authenticated, params: RoomParams, body: AddMemberBody, response: { 204: Type.Null(), 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }
   }, async (request, reply) => {
     const caller = request.user.id
     const { userId } = request.body
@@ -55,7 +56,7 @@ const memberRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/rooms/:id/members/:userId', {
-    schema: { params: MemberParams, response: { 204: Type.Null(), 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }
+    schema: { tags: ['members'], summary: 'Remove a member', description: 'Yourself, or anyone if you created the room.', security: authenticated, params: MemberParams, response: { 204: Type.Null(), 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }
   }, async (request, reply) => {
     const caller = request.user.id
     const { userId } = request.params

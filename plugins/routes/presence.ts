@@ -4,7 +4,7 @@ import { findUserById } from '../../db/repositories/users.repository.js'
 import { AppError } from '../../src/errors.js'
 import { ErrorResponse, Id, RoomId } from '../../src/protocol/resources.js'
 import { readableRoom } from '../../src/room-access.js'
-import { authErrors, RoomParams, UserParams } from './schemas.js'
+import { authenticated, authErrors, RoomParams, UserParams } from './schemas.js'
 
 const RoomPresence = Type.Object({
   room: RoomId,
@@ -22,14 +22,14 @@ const presenceRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('onRequest', fastify.authenticate)
 
   fastify.get('/rooms/:id/presence', {
-    schema: { params: RoomParams, response: { 200: RoomPresence, 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }
+    schema: { tags: ['presence'], summary: 'Who is online in a room', security: authenticated, params: RoomParams, response: { 200: RoomPresence, 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }
   }, async (request) => {
     const { room } = await readableRoom(db, request.params.id, request.user.id)
     return { room: room.id, online: await realtime.presence.online(room.id) }
   })
 
   fastify.get('/users/:id/presence', {
-    schema: { params: UserParams, response: { 200: UserPresence, 404: ErrorResponse, ...authErrors } }
+    schema: { tags: ['presence'], summary: 'Whether a user is online', security: authenticated, params: UserParams, response: { 200: UserPresence, 404: ErrorResponse, ...authErrors } }
   }, async (request) => {
     const user = await findUserById(db, request.params.id)
     if (user === null) throw new AppError('not_found', `user ${request.params.id} not found`)

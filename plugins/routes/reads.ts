@@ -6,14 +6,15 @@ import { asFailure } from '../../src/pipeline/failures.js'
 import { ReadEvent, ReadFrame, ReceiptEvent } from '../../src/protocol/frames.js'
 import { ErrorResponse, RoomId } from '../../src/protocol/resources.js'
 import { readableRoom } from '../../src/room-access.js'
-import { authErrors, RoomParams } from './schemas.js'
+import { authenticated, authErrors, RoomParams } from './schemas.js'
 
 /** The `read` frame's field and limits. */
 const ReadBody = Type.Object({ seq: ReadFrame.properties.seq }, { additionalProperties: false })
 const ReadResponse = Type.Object({ room: RoomId, readSeq: ReadEvent.properties.readSeq })
 const Receipt = Type.Object({ userId: ReceiptEvent.properties.userId, username: ReceiptEvent.properties.username, readSeq: ReceiptEvent.properties.readSeq })
-const ReceiptsQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })) })
+/** The query schema's default, which validation fills in; the handler repeats it only because the static type keeps `limit` optional. */
 const DEFAULT_LIMIT = 100
+const ReceiptsQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: DEFAULT_LIMIT })) })
 
 /** Read positions over REST: moving one's own (announced to the room as `receipt`), and a room's readers. */
 const readRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -21,7 +22,7 @@ const readRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('onRequest', fastify.authenticate)
 
   fastify.put('/rooms/:id/read', {
-    schema: { params: RoomParams, body: ReadBody, response: { 200: ReadResponse, 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }
+    schema: { tags: ['read positions'], summary: 'Move the caller\'s read position', description: 'It becomes `max(current, min(seq, lastSeq))`; if it moved, the room\'s sockets get `receipt`.', security: authenticated, params: RoomParams, body: ReadBody, response: { 200: ReadResponse, 403: ErrorResponse, 404: ErrorResponse, ...authErrors } }
   }, async (request) => {
     const { room } = await readableRoom(db, request.params.id, request.user.id)
     let readSeq: number | null
@@ -36,6 +37,9 @@ const readRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/rooms/:id/receipts', {
     schema: {
+      tags: ['read positions'],
+      summary: 'Read positions above 0 in a room, highest first',
+      security: authenticated,
       params: RoomParams,
       querystring: ReceiptsQuery,
       response: { 200: Type.Object({ room: RoomId, receipts: Type.Array(Receipt) }), 403: ErrorResponse, 404: ErrorResponse, ...authErrors }

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { findUserByUsername } from '../../db/repositories/users.repository.js'
 import { User, USERNAME_PATTERN } from '../../src/protocol/resources.js'
-import { authErrors } from './schemas.js'
+import { authenticated, authErrors } from './schemas.js'
 
 const UsersQuery = Type.Object({ username: Type.String({ minLength: 1, maxLength: 256 }) })
 const validUsername = new RegExp(USERNAME_PATTERN)
@@ -13,7 +13,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('onRequest', fastify.authenticate)
 
   fastify.get('/users', {
-    schema: { querystring: UsersQuery, response: { 200: Type.Object({ users: Type.Array(User) }), ...authErrors } }
+    schema: { tags: ['users'], summary: 'Find a user by username (exact, any case)', security: authenticated, querystring: UsersQuery, response: { 200: Type.Object({ users: Type.Array(User) }), ...authErrors } }
   }, async (request) => {
     const { username } = request.query
     // A name that could never be registered matches nobody; it need not reach the database.
