@@ -1,16 +1,21 @@
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv } from 'ajv'
+import type { Logger } from 'pino'
 import { App, type TemplatedApp } from 'uWebSockets.js'
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import configPlugin from '../plugins/infra/config.js'
 import corsPlugin from '../plugins/infra/cors.js'
 import dbPlugin, { type OpenDatabase } from '../plugins/infra/db.js'
+import docsPlugin from '../plugins/infra/docs.js'
+import drainPlugin from '../plugins/infra/drain.js'
 import redisPlugin from '../plugins/infra/redis.js'
 import authPlugin from '../plugins/infra/auth.js'
+import metricsPlugin from '../plugins/infra/metrics.js'
 import realtimePlugin, { type ClusterOverride } from '../plugins/infra/realtime.js'
 import authRoutes from '../plugins/routes/auth.js'
 import clientRoutes from '../plugins/routes/client.js'
 import healthRoutes from '../plugins/routes/health.js'
+import metricsRoutes from '../plugins/routes/metrics.js'
 import historyRoutes from '../plugins/routes/history.js'
 import memberRoutes from '../plugins/routes/members.js'
 import messageRoutes from '../plugins/routes/messages.js'
@@ -21,6 +26,7 @@ import userRoutes from '../plugins/routes/users.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
 import type { Config } from './config.js'
 import { AppError, codeForStatus, type ErrorBody } from './errors.js'
+import { redactUrl } from './logger.js'
 import { textProblem } from './protocol/text.js'
 
 export interface AppOptions {
@@ -41,14 +47,16 @@ const coercingAjv = new Ajv({ coerceTypes: true, useDefaults: true, removeAdditi
 export async function buildApp (config: Config, options: AppOptions): Promise<FastifyInstance> {
   const logging = typeof options.logger === 'object' && options.logger !== null && 'child' in options.logger
     ? { loggerInstance: options.logger }
-    : { logger: options.logger as FastifyServerOptions['logger'] }
+    : { logger: options.logger }
   const app = Fastify({
     ...logging,
     bodyLimit: config.http.bodyLimit,
     trustProxy: trustProxyOption(config.http.trustProxy),
     // Per-request lines would dominate the hot path; 5xx are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true,
+    // plugins/infra/drain.ts refuses requests while the app closes, with the contract's body and
+    // not for /ready, which then says why it is not ready.
+    return503OnClosing: false,
     // The embedded database's first start (initdb) can take well over Fastify's default 10 s on a busy machine.
     pluginTimeout: 120_000,
     // Router-level failures (bad percent-encoding, overlong parameters) get the contract's body too.
@@ -65,11 +73,19 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
     const problem = textProblem(request.params, 'params') ?? textProblem(request.query, 'query') ?? textProblem(request.body, 'body')
     if (problem !== null) throw new AppError('bad_request', problem)
   })
+  // One line per request at debug; the hook exists only when debug is on, so other levels pay nothing per request.
+  if (debugEnabled(app.log)) app.addHook('onResponse', logRequest)
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ error: 'not_found', message: `no route for ${request.method} ${request.url.split('?')[0] ?? ''}` } satisfies ErrorBody)
   })
 
   await app.register(configPlugin, { config })
+  // Before the routes (its hook counts every REST error) and before realtime, which reports to it.
+  await app.register(metricsPlugin)
+  // Before every plugin with a preClose hook: the node drains before its sockets start closing.
+  await app.register(drainPlugin)
+  // Before any route: it documents the routes registered after it.
+  await app.register(docsPlugin)
   await app.register(corsPlugin)
   await app.register(dbPlugin, { openDatabase: options.openDatabase })
   await app.register(redisPlugin)
@@ -79,6 +95,7 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
   await app.register(realtimePlugin, { uws: options.uws ?? App(), cluster: options.cluster })
 
   await app.register(healthRoutes)
+  await app.register(metricsRoutes)
   await app.register(authRoutes)
   await app.register(roomRoutes)
   await app.register(memberRoutes)
@@ -97,12 +114,31 @@ function trustProxyOption (trust: Config['http']['trustProxy']): FastifyServerOp
   return typeof trust === 'object' ? [...trust] : trust
 }
 
+/** Whether `log` (pino, or Fastify's placeholder when logging is off) writes debug lines. */
+function debugEnabled (log: FastifyBaseLogger): boolean {
+  const { isLevelEnabled } = log as Partial<Pick<Logger, 'isLevelEnabled'>>
+  return isLevelEnabled?.call(log, 'debug') === true
+}
+
+/** The route's pattern, not its URL: no ids, and no `?token=` (a 404 has no pattern: its URL, redacted). Headers and bodies are never logged. */
+function logRequest (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  const route = request.routeOptions.url
+  request.log.debug({
+    method: request.method,
+    ...(route === undefined ? { url: redactUrl(request.url) } : { route }),
+    status: reply.statusCode,
+    ms: Math.round(reply.elapsedTime * 10) / 10
+  }, 'request completed')
+  done()
+}
+
 function errorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const { status, body, retryAfter } = describe(error)
-  // A 503 AppError is a deliberate answer (a draining node, /ready saying what is down, a store
-  // that is away and logs that once itself), not a failure to log per request.
+  // A 503 AppError is a deliberate answer (a draining node, a store that is away and logs that
+  // once itself), and a database that is away is logged once per outage, not per request.
   if (status === 503) {
-    if (!(error instanceof AppError)) request.log.warn({ err: error }, 'request failed: database unavailable')
+    if (isDatabaseUnavailable(error)) request.server.databaseOutage.failed(error)
+    else if (!(error instanceof AppError)) request.log.warn({ err: error }, 'request failed: unavailable')
   } else if (status >= 500) request.log.error({ err: error }, 'request failed')
   if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter))
   void reply.code(status).send(body)
