@@ -4,33 +4,13 @@ import { EnvSchema } from '../../src/config.js'
 import { HTTP_STATUS } from '../../src/errors.js'
 import * as frames from '../../src/protocol/frames.js'
 import { backends } from '../helpers/backends.js'
+import { apiReference, routesOf } from '../helpers/reference.js'
 import { startTestServer } from '../helpers/server.js'
 
 // docs/API.md is the repository's API reference: it must name everything the server has, and
-// name nothing the server lacks (outside its "not served yet" section). Routes do not depend on
-// the database, so one backend is enough.
-const reference = readFileSync(new URL('../../docs/API.md', import.meta.url), 'utf8')
-const [served = ''] = reference.split('## Not served by this version yet')
+// name nothing the server lacks. Routes do not depend on the database, so one backend is enough.
+const served = apiReference()
 const envExample = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8')
-
-/** `METHOD /path` pairs from Fastify's route tree (`printRoutes`), without HEAD and the CORS preflight. */
-function routesOf (tree: string): string[] {
-  const routes: string[] = []
-  const stack: string[] = []
-  for (const line of tree.split('\n')) {
-    const match = /^([│ ]*)[├└]── (\S+)(?: \(([^)]*)\))?/.exec(line)
-    if (match === null) continue
-    const depth = (match[1] ?? '').length / 4
-    stack.length = depth
-    stack.push(match[2] ?? '')
-    for (const method of (match[3] ?? '').split(', ')) {
-      const path = stack.join('')
-      if (method === '' || method === 'HEAD' || path === '*') continue
-      routes.push(`${method} ${path}`)
-    }
-  }
-  return routes
-}
 
 /** Every frame `type` the protocol module defines a schema for, client and server. */
 function frameTypes (): string[] {

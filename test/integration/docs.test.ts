@@ -9,7 +9,7 @@ import t from 'tap'
 import * as frames from '../../src/protocol/frames.js'
 import { ErrorResponse, Message, Room, User } from '../../src/protocol/resources.js'
 import { backends } from '../helpers/backends.js'
-import { referenceFrameTypes, referenceRoutes, routesOf, servedReference } from '../helpers/reference.js'
+import { referenceFrameTypes, referenceRoutes, routesOf, apiReference } from '../helpers/reference.js'
 import { startTestServer } from '../helpers/server.js'
 
 /** Served but not listed: the files the pages load, and the socket's plain-GET answer. */
@@ -45,7 +45,7 @@ t.test('the docs', async (t) => {
   if (backend === undefined) throw new Error('no backend')
   const { server, api } = await startTestServer(t, backend)
   const routes = routesOf(server.app.printRoutes({ commonPrefix: false }))
-  const served = servedReference()
+  const served = apiReference()
 
   const docs = await api.request('GET', '/docs/json')
   t.equal(docs.status, 200, 'GET /docs/json answers')
