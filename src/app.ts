@@ -1,8 +1,7 @@
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv } from 'ajv'
-import type { Logger } from 'pino'
 import { App, type TemplatedApp } from 'uWebSockets.js'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import configPlugin from '../plugins/infra/config.js'
 import corsPlugin from '../plugins/infra/cors.js'
 import dbPlugin, { type OpenDatabase } from '../plugins/infra/db.js'
@@ -26,7 +25,7 @@ import userRoutes from '../plugins/routes/users.js'
 import { isDatabaseUnavailable } from '../db/errors.js'
 import type { Config } from './config.js'
 import { AppError, codeForStatus, type ErrorBody } from './errors.js'
-import { redactUrl } from './logger.js'
+import { debugging, redactUrl } from './logger.js'
 import { textProblem } from './protocol/text.js'
 
 export interface AppOptions {
@@ -74,7 +73,7 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
     if (problem !== null) throw new AppError('bad_request', problem)
   })
   // One line per request at debug; the hook exists only when debug is on, so other levels pay nothing per request.
-  if (debugEnabled(app.log)) app.addHook('onResponse', logRequest)
+  if (debugging(app.log)) app.addHook('onResponse', logRequest)
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ error: 'not_found', message: `no route for ${request.method} ${request.url.split('?')[0] ?? ''}` } satisfies ErrorBody)
   })
@@ -112,12 +111,6 @@ export async function buildApp (config: Config, options: AppOptions): Promise<Fa
 function trustProxyOption (trust: Config['http']['trustProxy']): FastifyServerOptions['trustProxy'] {
   if (typeof trust === 'number') return (_address: string, hop: number) => hop < trust
   return typeof trust === 'object' ? [...trust] : trust
-}
-
-/** Whether `log` (pino, or Fastify's placeholder when logging is off) writes debug lines. */
-function debugEnabled (log: FastifyBaseLogger): boolean {
-  const { isLevelEnabled } = log as Partial<Pick<Logger, 'isLevelEnabled'>>
-  return isLevelEnabled?.call(log, 'debug') === true
 }
 
 /** The route's pattern, not its URL: no ids, and no `?token=` (a 404 has no pattern: its URL, redacted). Headers and bodies are never logged. */

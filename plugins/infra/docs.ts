@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { STATUS_CODES } from 'node:http'
 import { createRequire } from 'node:module'
@@ -8,9 +7,9 @@ import type { FastifySchema } from 'fastify'
 import fp from 'fastify-plugin'
 import { codeForStatus } from '../../src/errors.js'
 import { SUBPROTOCOL } from '../../src/gateway/auth.js'
+import { isFresh, repositoryRoot, staticFile, type StaticFile } from '../../src/http/static-file.js'
 import { createAsyncApiDocument } from '../../src/protocol/asyncapi.js'
 import { ErrorResponse, Message, Room, User } from '../../src/protocol/resources.js'
-import { repositoryRoot } from '../routes/client.js'
 import { BEARER_AUTH, documentRoute } from '../routes/schemas.js'
 
 /**
@@ -92,15 +91,12 @@ const SCRIPT = `window.addEventListener('load', function () {
 })
 `
 
-interface PageFile { readonly body: Buffer, readonly contentType: string, readonly etag: string }
+interface PageFile extends StaticFile { readonly contentType: string }
 
 /** The page's files by URL, read once: what Swagger UI ships, and the two pieces written here. */
 function docsPage (): ReadonlyMap<string, PageFile> {
   const swaggerUi = join(dirname(createRequire(import.meta.url).resolve('@fastify/swagger-ui')), 'static')
-  const file = (body: Buffer | string, contentType: string): PageFile => {
-    const bytes = Buffer.from(body)
-    return { body: bytes, contentType, etag: `"${createHash('sha256').update(bytes).digest('base64url').slice(0, 27)}"` }
-  }
+  const file = (body: Buffer | string, contentType: string): PageFile => ({ ...staticFile(Buffer.from(body)), contentType })
   const css = 'text/css; charset=utf-8'
   const js = 'application/javascript; charset=utf-8'
   return new Map([
@@ -193,7 +189,7 @@ export default fp(async (fastify) => {
     const schema = url === '/docs' ? documentRoute('This reference as a page (Swagger UI)', 'text/html') : { hide: true }
     fastify.get(url, { schema }, async (request, reply) => {
       void reply.headers({ ...PAGE_HEADERS, etag: file.etag, 'content-type': file.contentType })
-      if (request.headers['if-none-match']?.split(/\s*,\s*/).includes(file.etag) === true) return await reply.code(304).send()
+      if (isFresh(request.headers['if-none-match'], file.etag)) return await reply.code(304).send()
       return await reply.send(file.body)
     })
   }

@@ -1,9 +1,8 @@
-import { createHash } from 'node:crypto'
-import { existsSync, readFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import type { FastifyPluginAsync } from 'fastify'
 import { AppError } from '../../src/errors.js'
+import { isFresh, repositoryRoot, staticFile, type StaticFile } from '../../src/http/static-file.js'
 import { documentRoute } from './schemas.js'
 
 /** No inline script or style anywhere: the demo renders user text, and this stops any that slips through from running. */
@@ -53,19 +52,6 @@ const ASSETS: ReadonlyMap<string, Asset> = new Map([
   ['/demo/favicon.svg', { file: 'demo/favicon.svg', contentType: 'image/svg+xml', missing: 'the demo icon is missing from this installation' }]
 ])
 
-interface Loaded { readonly body: Buffer, readonly etag: string }
-
-/** The directory holding package.json: the same from `src/` under tsx and from `dist/src/` compiled. */
-export function repositoryRoot (from: string = dirname(fileURLToPath(import.meta.url))): string {
-  let dir = from
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir)
-    if (parent === dir) throw new Error(`no package.json above ${from}`)
-    dir = parent
-  }
-  return dir
-}
-
 export interface ClientRoutesOptions {
   /** Where the files are looked for; the repository root by default (tests point it elsewhere). */
   readonly root?: string | undefined
@@ -77,9 +63,9 @@ const clientRoutes: FastifyPluginAsync<ClientRoutesOptions> = async (fastify, op
   // Read once each; a file that is missing is looked for again on the next request, so building
   // while the server runs needs no restart the first time (a rebuild does: `no-cache` makes
   // browsers revalidate against the restarted server's ETag).
-  const loaded = new Map<string, Loaded>()
+  const loaded = new Map<string, StaticFile>()
 
-  const load = (url: string, asset: Asset): Loaded => {
+  const load = (url: string, asset: Asset): StaticFile => {
     const cached = loaded.get(url)
     if (cached !== undefined) return cached
     let body: Buffer
@@ -89,8 +75,7 @@ const clientRoutes: FastifyPluginAsync<ClientRoutesOptions> = async (fastify, op
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new AppError('unavailable', asset.missing)
       throw error
     }
-    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`
-    const entry = { body, etag }
+    const entry = staticFile(body)
     loaded.set(url, entry)
     return entry
   }
@@ -112,7 +97,7 @@ const clientRoutes: FastifyPluginAsync<ClientRoutesOptions> = async (fastify, op
       const { body, etag } = load(url, asset)
       void reply.header('etag', etag)
       if (asset.headers !== undefined) void reply.headers(asset.headers)
-      if (request.headers['if-none-match']?.split(/\s*,\s*/).includes(etag) === true) return await reply.code(304).send()
+      if (isFresh(request.headers['if-none-match'], etag)) return await reply.code(304).send()
       return await reply.type(asset.contentType).send(body)
     })
   }

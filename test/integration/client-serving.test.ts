@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { build } from 'esbuild'
 import Fastify from 'fastify'
 import t from 'tap'
-import clientRoutes, { repositoryRoot } from '../../plugins/routes/client.js'
+import clientRoutes from '../../plugins/routes/client.js'
+import { repositoryRoot } from '../../src/http/static-file.js'
 import { eachBackend, startTestServer } from '../helpers/server.js'
 
 // `npm test` builds the client first (`pretest`); by hand, run `node client/build.mjs` before this file.
@@ -146,6 +147,6 @@ t.test('a missing build is a 503 that says to build, and the server keeps servin
 
 t.test('the repository root is found from compiled and source locations alike', async (t) => {
   const root = repositoryRoot()
-  t.equal(repositoryRoot(join(root, 'dist', 'plugins', 'routes')), root)
-  t.equal(repositoryRoot(join(root, 'plugins', 'routes')), root)
+  t.equal(repositoryRoot(join(root, 'dist', 'src', 'http')), root)
+  t.equal(repositoryRoot(join(root, 'src', 'http')), root)
 })
