@@ -42,7 +42,8 @@ export const EnvSchema = Type.Object({
   WS_BURST: Int(1, 1_000_000, 100, 'frames one socket may send at once above WS_RATE'),
   WS_MAX_BACKPRESSURE: Int(65_536, 67_108_864, 1_048_576, 'bytes queued for one socket before it is closed as too slow'),
   WRITE_MAX_BATCH: Int(1, 5000, 500, 'messages per group commit'),
-  WRITE_MAX_DELAY_MS: Int(0, 1000, 2, 'milliseconds a message may wait for its group commit to fill'),
+  WRITE_MAX_DELAY_MS: Int(0, 1000, 0, 'milliseconds an idle writer waits for more messages (0: it writes in the next event-loop turn)'),
+  WRITE_CONCURRENCY: Int(1, 32, 4, 'group commits in flight at once on DATABASE_URL, rooms partitioned among them (at most DB_POOL_SIZE - 1; the embedded database: always 1)'),
   WRITE_QUEUE_LIMIT: Int(1, 1_000_000, 10_000, 'messages waiting to be written before `unavailable`')
 })
 export type Env = Static<typeof EnvSchema>
@@ -84,7 +85,13 @@ export interface Config {
     readonly burst: number
     readonly maxBackpressure: number
   }
-  readonly writer: { readonly maxBatch: number, readonly maxDelayMs: number, readonly queueLimit: number }
+  readonly writer: {
+    readonly maxBatch: number
+    readonly maxDelayMs: number
+    readonly queueLimit: number
+    /** Writes in flight at once, each on its own connection; a room always uses the same one. */
+    readonly concurrency: number
+  }
   readonly auth: {
     /** scrypt cost as log2(N); 17 is OWASP's recommendation for r=8, p=1. */
     readonly scryptLogN: number
@@ -144,7 +151,14 @@ export function loadConfig (source: Readonly<Record<string, string | undefined>>
     metrics: { token: env.METRICS_TOKEN === '' ? null : env.METRICS_TOKEN },
     heartbeatSeconds: Number(env.HEARTBEAT_TIMEOUT),
     socket: { rate: Number(env.WS_RATE), burst: Number(env.WS_BURST), maxBackpressure: Number(env.WS_MAX_BACKPRESSURE) },
-    writer: { maxBatch: Number(env.WRITE_MAX_BATCH), maxDelayMs: Number(env.WRITE_MAX_DELAY_MS), queueLimit: Number(env.WRITE_QUEUE_LIMIT) },
+    writer: {
+      maxBatch: Number(env.WRITE_MAX_BATCH),
+      maxDelayMs: Number(env.WRITE_MAX_DELAY_MS),
+      queueLimit: Number(env.WRITE_QUEUE_LIMIT),
+      // PGlite runs one statement at a time over its one connection: a second lane would only queue.
+      // Each write holds a connection for its whole statement, so one is always left for REST and replays.
+      concurrency: env.DATABASE_URL === '' ? 1 : Math.max(1, Math.min(Number(env.WRITE_CONCURRENCY), Number(env.DB_POOL_SIZE) - 1))
+    },
     auth: {
       scryptLogN: 17,
       hashConcurrency: Number(env.HASH_CONCURRENCY),

@@ -17,7 +17,8 @@ import { createGateway, type GatewayStats } from './gateway/gateway.js'
 import { createMembership, type Membership } from './gateway/membership.js'
 import { createReplay } from './gateway/replay.js'
 import { createTyping } from './gateway/typing.js'
-import { createBatchWriter, WriteRefused, type BatchWriterStats } from './pipeline/batch-writer.js'
+import { createBatchWriter, WriteRefused, type BatchWriter, type BatchWriterStats } from './pipeline/batch-writer.js'
+import { createPartitionedWriter } from './pipeline/partitioned-writer.js'
 import { createPipeline, type MessagePipeline } from './pipeline/pipeline.js'
 import { createReadPositions, type ReadPositions } from './pipeline/read-positions.js'
 import { createPresence, type Presence } from './presence/presence.js'
@@ -99,8 +100,9 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     if (isDatabaseUnavailable(error) || error instanceof UncertainWriteError) options.databaseOutage.failed(error)
     throw error
   })
-  const writer = createBatchWriter<MessageDraft, InsertOutcome>({
-    ...config.writer,
+  const { concurrency, ...laneOptions } = config.writer
+  const lane = (): BatchWriter<MessageDraft, InsertOutcome> => createBatchWriter<MessageDraft, InsertOutcome>({
+    ...laneOptions,
     write: async (drafts, batchId) => {
       const outcomes = await watched(insertMessages(db, drafts, batchId))
       meter.batchWritten(drafts.length)
@@ -108,6 +110,11 @@ export function createRealtime (options: RealtimeOptions): Realtime {
     },
     isUnavailable: isDatabaseUnavailable,
     isUncertain: (error) => error instanceof UncertainWriteError
+  })
+  const writer = createPartitionedWriter({
+    lanes: Array.from({ length: concurrency }, lane),
+    keyOf: (draft) => draft.roomId,
+    queueLimit: laneOptions.queueLimit
   })
   const outbox = createOutbox(log)
   const published = async (): Promise<void> => {

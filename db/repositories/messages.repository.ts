@@ -106,8 +106,8 @@ interface KeyedDraft extends MessageDraft {
   readonly generated: boolean
 }
 
-// Hand-written SQL on purpose: Kysely cannot express data-modifying CTEs over `unnest`, and one
-// statement instead of five (select existing, lock, bump, insert, commit) is the group commit's cost.
+// The statement lives in the database as `chat_insert_messages` (see its migration): planned once
+// per connection instead of on every batch, which at everyday batch sizes was most of its cost.
 async function insertUnique (db: Kysely<Database>, drafts: readonly KeyedDraft[], writeId: string): Promise<InsertOutcome[]> {
   // On a connection of its own, so an error can be told apart: failing to get a connection means
   // nothing was sent; failing after that leaves the outcome unknown.
@@ -127,65 +127,9 @@ async function insertUnique (db: Kysely<Database>, drafts: readonly KeyedDraft[]
 }
 
 function insertStatement (drafts: readonly KeyedDraft[], writeId: string) {
-  return sql<InsertRow>`
-    with input as (
-      select * from unnest(
-        ${drafts.map((d) => d.roomId)}::text[], ${drafts.map((d) => d.userId)}::int8[],
-        ${drafts.map((d) => d.body)}::text[], ${drafts.map((d) => d.key)}::text[], ${drafts.map((d) => d.generated)}::bool[]
-      ) with ordinality as t(room_id, user_id, body, client_msg_id, generated, ord)
-    ),
-    locked as (
-      -- Every writer locks its rooms in the same order before bumping them: no deadlocks between writers.
-      select id, private from rooms where id in (select room_id from input) order by id for update
-    ),
-    checked as (
-      select i.*, r.id is not null as room_exists,
-        r.id is not null and (not r.private or exists (
-          select 1 from room_members m where m.room_id = i.room_id and m.user_id = i.user_id)) as allowed
-      from input i left join locked r on r.id = i.room_id
-    ),
-    existing as (
-      select c.ord, m.id, m.seq, m.created_at, m.write_id from checked c
-      join messages m on m.room_id = c.room_id and m.user_id = c.user_id and m.client_msg_id = c.client_msg_id
-      where c.allowed
-    ),
-    fresh as (
-      select c.ord, c.room_id, c.user_id, c.body, c.client_msg_id, c.generated,
-        row_number() over (partition by c.room_id order by c.ord) as n
-      from checked c
-      where c.allowed and not exists (select 1 from existing e where e.ord = c.ord)
-    ),
-    bumped as (
-      update rooms set last_seq = rooms.last_seq + f.count
-      from (select room_id, count(*) as count from fresh group by room_id) f
-      where rooms.id = f.room_id
-      returning rooms.id, rooms.last_seq - f.count as base
-    ),
-    inserted as (
-      insert into messages (room_id, seq, user_id, body, client_msg_id, client_msg_id_generated, write_id)
-      select f.room_id, b.base + f.n, f.user_id, f.body, f.client_msg_id, f.generated, ${writeId}::int8
-      from fresh f join bumped b on b.id = f.room_id
-      order by f.ord
-      returning id, room_id, seq, user_id, created_at
-    ),
-    authored as (
-      -- What you answered, you have read (API.md). Rooms are locked above, positions here in
-      -- (room, user) order: the read writer takes both in the same order, so the two cannot deadlock.
-      insert into read_positions as p (room_id, user_id, read_seq)
-      select room_id, user_id, max(seq) from inserted group by room_id, user_id order by room_id, user_id
-      on conflict (room_id, user_id) do update set read_seq = greatest(p.read_seq, excluded.read_seq), updated_at = now()
-    )
-    select c.ord, c.room_exists, c.allowed,
-      coalesce(ins.id, e.id) as id, coalesce(ins.seq, e.seq) as seq,
-      coalesce(ins.created_at, e.created_at) as created_at,
-      ins.id is not null or e.write_id is not distinct from ${writeId}::int8 as created
-    from checked c
-    left join existing e on e.ord = c.ord
-    left join fresh f on f.ord = c.ord
-    left join bumped b on b.id = f.room_id
-    left join inserted ins on ins.room_id = f.room_id and ins.seq = b.base + f.n
-    order by c.ord
-  `
+  return sql<InsertRow>`select * from chat_insert_messages(
+    ${drafts.map((d) => d.roomId)}::text[], ${drafts.map((d) => d.userId)}::int8[], ${drafts.map((d) => d.body)}::text[],
+    ${drafts.map((d) => d.key)}::text[], ${drafts.map((d) => d.generated)}::bool[], ${writeId}::int8)`
 }
 
 /** One stored message with its author's name; null when there is none with this id. */

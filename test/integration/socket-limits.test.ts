@@ -160,7 +160,7 @@ t.test('a plain GET /ws (no upgrade) is told what the endpoint is', async (t) =>
 t.test('a write failing for an unexpected reason: internal, nothing stored or sent, the socket stays open', async (t) => {
   let failing = true
   const isInsert = (node: RootOperationNode): boolean => node.kind === 'RawNode' &&
-    (node as unknown as { sqlFragments: readonly string[] }).sqlFragments.join('?').includes('insert into messages')
+    (node as unknown as { sqlFragments: readonly string[] }).sqlFragments.join('?').includes('from chat_insert_messages(')
   const plugin: KyselyPlugin = {
     transformQuery ({ node }) {
       if (failing && isInsert(node)) throw new Error('injected: not a database outage')
