@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import { sql } from 'kysely'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { startServer } from '../src/server.js'
@@ -65,6 +66,10 @@ if (user !== undefined) {
   await db.insertInto('messages').values(rows).execute()
   await db.updateTable('rooms').set({ last_seq: SEEDED_MESSAGES }).where('id', '=', 'general').execute()
 }
+// Statistics as a database in use has them: on fresh tables the planner guesses a handful of rows
+// and may sort the whole room for a page instead of walking the (room_id, seq) index backwards,
+// until autovacuum analyzes them in the middle of a step.
+await sql`analyze`.execute(db)
 serveUntilSignalled({ port }, async () => {
   try {
     await close()

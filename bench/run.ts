@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { PROFILES, type Profile } from './profiles.js'
 import { renderChart } from './report/chart.js'
-import type { BenchRun, ResultRow, ScenarioName } from './report/results.js'
+import type { BenchRun, ResultRow, ScenarioName, WebSocketServerName } from './report/results.js'
 import { renderTables } from './report/table.js'
 import { checkTargets } from './report/targets.js'
 import { cluster, clusterNotRunnable } from './scenarios/cluster.js'
@@ -20,7 +20,7 @@ import { ingest } from './scenarios/ingest.js'
 import { memory } from './scenarios/memory.js'
 import { reads } from './scenarios/reads.js'
 import { rest } from './scenarios/rest.js'
-import type { ScenarioContext, SocketScenario, StandaloneScenario, WebSocketServerName } from './scenarios/scenario.js'
+import type { ScenarioContext, SocketScenario, StandaloneScenario } from './scenarios/scenario.js'
 import { smallRooms } from './scenarios/small-rooms.js'
 import { abandonRun, startBenchServer, type BenchServer } from './server-process.js'
 
@@ -28,7 +28,7 @@ import { abandonRun, startBenchServer, type BenchServer } from './server-process
 const SOCKET_SCENARIOS: readonly SocketScenario[] = [memory, connect, fanout, smallRooms, ingest, reads]
 const STANDALONE: readonly StandaloneScenario[] = [rest, cluster]
 const SCENARIO_NAMES: readonly ScenarioName[] = [...SOCKET_SCENARIOS, ...STANDALONE].map((scenario) => scenario.name)
-const SERVER_ORDER: readonly WebSocketServerName[] = ['chat', 'uws-raw', 'socketio', 'socketio-insert']
+const SERVER_ORDER: readonly WebSocketServerName[] = ['chat', 'uws-raw', 'socketio', 'uws-pg-insert']
 
 const here = dirname(fileURLToPath(import.meta.url))
 // Results go to the source tree's bench/results, also when run from the build in dist/bench.

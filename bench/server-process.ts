@@ -9,9 +9,10 @@ import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
-import type { ServerName } from './report/results.js'
+import type { Percentiles, ServerName, WebSocketServerName } from './report/results.js'
 import { BENCH_SECRET, WS_SERVER_ENV, WS_USER_PREFIX } from './fixture.js'
 import { sampleProcess } from './process-stats.js'
+import type { BenchAnswer, BenchRequest } from './server-lifecycle.js'
 
 export interface BenchUser { readonly id: string, readonly username: string }
 
@@ -26,7 +27,12 @@ export interface BenchProcess {
   collectGarbage (): void
   /** SIGTERM (SIGKILL after 20 s). Safe to call twice. */
   stop (): Promise<void>
+  /** Asks the process over IPC (server-lifecycle.ts `RequestHandlers`); null for a name it has no handler for. */
+  request (name: string): Promise<unknown>
 }
+
+/** Event-loop delay over a stretch of time, measured inside the server process (ours: bench/ws-server.ts). */
+export type LoopDelayProbe = () => Promise<{ end (): Promise<Percentiles> }>
 
 export interface BenchServer extends BenchProcess {
   readonly name: ServerName
@@ -39,6 +45,8 @@ export interface BenchServer extends BenchProcess {
   readonly postgres: boolean
   /** The run database's backends: pid → CPU seconds; empty without a Postgres database. */
   readonly postgresBackends: () => Promise<Map<number, number>>
+  /** Ours only: its event-loop delay over a step. */
+  readonly eventLoopDelay?: LoopDelayProbe
 }
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -80,12 +88,12 @@ export function interrupted (): boolean { return abandoned }
 export async function spawnBenchProcess (script: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<BenchProcess> {
   if (abandoned) throw new Error('the run was interrupted')
   const file = join(here, `${script}${typescript ? '.ts' : '.js'}`)
-  const child = spawn(process.execPath, ['--expose-gc', ...(typescript ? ['--import', 'tsx'] : []), file, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env })
+  const child = spawn(process.execPath, ['--expose-gc', ...(typescript ? ['--import', 'tsx'] : []), file, ...args], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], env })
   let stopped: Promise<void> | undefined
   const stop = async (): Promise<void> => { await (stopped ??= stopProcess(child, script)) }
   running.set(child, stop)
   child.once('exit', () => running.delete(child))
-  const lines = createInterface({ input: child.stdout })
+  const lines = createInterface({ input: child.stdout! })
   try {
     const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${script} did not start within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS)
@@ -106,11 +114,39 @@ export async function spawnBenchProcess (script: string, args: readonly string[]
         }
       })
     })
-    return { pid: child.pid!, ready, collectGarbage: () => { child.kill('SIGUSR2') }, stop }
+    return { pid: child.pid!, ready, collectGarbage: () => { child.kill('SIGUSR2') }, stop, request: requester(child, script) }
   } catch (error) {
     await stop()
     throw error
   }
+}
+
+const REQUEST_TIMEOUT_MS = 10_000
+
+/** `BenchProcess.request` over `child`'s IPC channel: answers matched to requests by id. */
+function requester (child: ChildProcess, script: string): (name: string) => Promise<unknown> {
+  const waiting = new Map<number, (value: unknown) => void>()
+  let ids = 0
+  child.on('message', (answer: BenchAnswer) => {
+    waiting.get(answer.id)?.(answer.value)
+    waiting.delete(answer.id)
+  })
+  return async (name) => await new Promise((resolve, reject) => {
+    const id = ++ids
+    const timer = setTimeout(() => {
+      waiting.delete(id)
+      reject(new Error(`${script} did not answer ${name} within ${REQUEST_TIMEOUT_MS / 1000} s`))
+    }, REQUEST_TIMEOUT_MS)
+    waiting.set(id, (value) => { clearTimeout(timer); resolve(value) })
+    const request: BenchRequest = { id, name }
+    // With a callback, a channel already closed (the process died) rejects instead of emitting 'error'.
+    child.send(request, (error) => {
+      if (error === null) return
+      clearTimeout(timer)
+      waiting.delete(id)
+      reject(new Error(`${script}: ${name}: ${error.message}`))
+    })
+  })
 }
 
 export interface RunDatabase { readonly admin: pg.Client, readonly name: string, readonly url: string }
@@ -172,7 +208,7 @@ export interface BenchSeed {
   readonly readRooms?: { readonly rooms: number, readonly messages: number }
 }
 
-const SCRIPTS: Readonly<Record<Exclude<ServerName, 'chat-fastify-listener' | 'chat-cluster'>, { script: string, args: (seed: BenchSeed) => string[], stores: boolean }>> = {
+const SCRIPTS: Readonly<Record<WebSocketServerName, { script: string, args: (seed: BenchSeed) => string[], stores: boolean }>> = {
   chat: {
     script: 'ws-server',
     args: ({ users, readRooms }) => ['--users', String(users), ...(readRooms === undefined ? [] : ['--read-rooms', String(readRooms.rooms), '--read-messages', String(readRooms.messages)])],
@@ -180,10 +216,10 @@ const SCRIPTS: Readonly<Record<Exclude<ServerName, 'chat-fastify-listener' | 'ch
   },
   'uws-raw': { script: 'peers/uws-raw', args: () => [], stores: false },
   socketio: { script: 'peers/socketio', args: () => [], stores: false },
-  'socketio-insert': { script: 'peers/socketio', args: () => ['--store'], stores: true }
+  'uws-pg-insert': { script: 'peers/uws-pg-insert', args: ({ users }) => ['--users', String(users)], stores: true }
 }
 
-const PROTOCOLS: Readonly<Record<keyof typeof SCRIPTS, Protocol>> = { chat: 'chat', 'uws-raw': 'chat', socketio: 'socketio', 'socketio-insert': 'socketio' }
+const PROTOCOLS: Readonly<Record<keyof typeof SCRIPTS, Protocol>> = { chat: 'chat', 'uws-raw': 'chat', socketio: 'socketio', 'uws-pg-insert': 'chat' }
 
 /**
  * Starts one WebSocket server with `users` users its clients can be (`adminUrl`: a Postgres admin
@@ -214,6 +250,7 @@ export async function startBenchServer (name: keyof typeof SCRIPTS, options: Ben
     tokenClaims: tokenClaims(child),
     postgres: database !== null,
     postgresBackends: async () => database === null ? new Map<number, number>() : await databaseBackends(database),
+    ...(name === 'chat' ? { eventLoopDelay: loopDelayProbe(child) } : {}),
     async stop () {
       await (stopped ??= (async () => {
         await child.stop()
@@ -247,8 +284,16 @@ export async function startChatNode (options: {
   }
 }
 
+/** Starts the server's event-loop delay histogram (bench/ws-server.ts), and reads and stops it at `end`. */
+function loopDelayProbe (child: BenchProcess): LoopDelayProbe {
+  return async () => {
+    await child.request('loop-delay:start')
+    return { end: async () => await child.request('loop-delay:stop') as Percentiles }
+  }
+}
+
 /** The run database's backends (every server process using it): pid → CPU seconds. */
-async function databaseBackends (database: RunDatabase): Promise<Map<number, number>> {
+export async function databaseBackends (database: RunDatabase): Promise<Map<number, number>> {
   const cpu = new Map<number, number>()
   const { rows } = await database.admin.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [database.name])
   for (const { pid } of rows) {

@@ -8,9 +8,13 @@
 // so the load generator can sign its users' tokens without logging each one in. DATABASE_URL (when set) is used as is: bench/server-process.ts creates a fresh database
 // for the run. `--seed no` (further nodes of a cluster on a database another node seeded) reads the
 // users back instead of inserting them; REDIS_URL, when set, is passed through as is.
+// Asked `loop-delay:start` and `loop-delay:stop` over IPC (server-lifecycle.ts), it measures its
+// event-loop delay in between and answers the percentiles in ms: how late its timers ran, so how
+// long any socket's frame may have waited for the loop (the embedded database's worker included).
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { sql } from 'kysely'
 import { pino } from 'pino'
 import { loadConfig } from '../src/config.js'
@@ -18,6 +22,7 @@ import { loggerOptions } from '../src/logger.js'
 import { startServer } from '../src/server.js'
 import { BENCH_SECRET, BENCH_USER, SMALL_ROOM_SIZE, WS_FANOUT_ROOM, WS_SERVER_ENV, WS_USER_PREFIX, wsIngestRoom, wsReadRoom, wsSmallRoom } from './fixture.js'
 import { argument, serveUntilSignalled } from './server-lifecycle.js'
+import type { Percentiles } from './report/results.js'
 
 const USERS = Number(argument('users', '100'))
 const PORT = Number(argument('port', '0'))
@@ -102,10 +107,32 @@ function serverTokenClaims (): Record<string, unknown> {
   return claims
 }
 
+/** A timer every millisecond, only while a step measures: thousands of samples per step. */
+const LOOP_DELAY_RESOLUTION_MS = 1
+const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS })
+
+function loopDelayPercentiles (): Percentiles {
+  // The histogram holds the time between the timer's runs (ns): the delay is what exceeds its
+  // interval. In ms to 3 significant digits, as every latency the bench reports.
+  const ms = (ns: number): number => Number(Math.max(0, ns / 1e6 - LOOP_DELAY_RESOLUTION_MS).toPrecision(3))
+  if (loopDelay.count === 0) return { p50: null, p90: null, p99: null, max: null }
+  return { p50: ms(loopDelay.percentile(50)), p90: ms(loopDelay.percentile(90)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) }
+}
+
 serveUntilSignalled({ port: server.port, users: users.map((u) => ({ id: String(u.id), username: u.username })), tokenClaims: serverTokenClaims() }, async () => {
   try {
     await server.close()
   } finally {
     if (ownDataDir !== null) rmSync(ownDataDir, { recursive: true, force: true })
+  }
+}, {
+  'loop-delay:start': () => {
+    loopDelay.reset()
+    loopDelay.enable()
+    return true
+  },
+  'loop-delay:stop': () => {
+    loopDelay.disable()
+    return loopDelayPercentiles()
   }
 })

@@ -9,6 +9,7 @@
 import { performance } from 'node:perf_hooks'
 import type { RecordableHistogram } from 'node:perf_hooks'
 import type { ResultRow, RowScenario, ServerName } from '../report/results.js'
+import type { LoopDelayProbe } from '../server-process.js'
 import { delay, latencyHistogram, percentiles, recordMs, round, startUsage, type Measured } from './measure.js'
 import type { LoadSocket, SocketEvents } from './socket-client.js'
 
@@ -24,6 +25,8 @@ export interface LoadTarget extends Measured {
   readonly postgres: boolean
   /** How many server processes `pid` lists, for a cluster's rows. */
   readonly nodes?: number
+  /** Measures the server's event-loop delay over the step, where it can (ours). */
+  readonly eventLoopDelay?: LoopDelayProbe
 }
 
 export interface MessageStep {
@@ -39,6 +42,8 @@ export interface MessageStep {
    * each socket in a room of its own read by no other (then `receivers` is 0 or 1).
    */
   readonly frame?: 'message' | 'read'
+  /** Whether to measure the server's event-loop delay over the step, where it can (ours; its timer costs a little CPU). */
+  readonly eventLoopDelay?: boolean
   /** Sent first at the same rate and not reported: connections and JIT warm up. */
   readonly warmupSeconds: number
   /** How long to wait for what is still due after the last send. */
@@ -55,6 +60,8 @@ interface Tally {
   failed: number
   /** Frames delivered: messages, or receipts. */
   delivered: number
+  /** Bytes of the `message` frames delivered. */
+  deliveredBytes: number
   /** Reads whose position a receipt has reached the room's other socket with (theirs or a later one's). */
   covered: number
   readonly errors: Map<string, number>
@@ -107,10 +114,11 @@ export function createMessageLoad (): MessageLoad {
       }
       read.covered = Math.max(read.covered, receipt.readSeq)
     },
-    delivered (sentAt, step, now) {
+    delivered (sentAt, step, now, bytes) {
       const tally = tallies[step]
       if (tally === undefined) return
       tally.delivered++
+      tally.deliveredBytes += bytes
       recordMs(tally.delivery, now - sentAt)
     },
     failed (socket, n, code) {
@@ -160,7 +168,7 @@ export function createMessageLoad (): MessageLoad {
   }
 
   function newTally (frame: Tally['frame']): Tally {
-    const tally: Tally = { id: tallies.length, frame, sent: 0, acked: 0, short: 0, failed: 0, delivered: 0, covered: 0, errors: new Map(), ack: latencyHistogram(), delivery: latencyHistogram() }
+    const tally: Tally = { id: tallies.length, frame, sent: 0, acked: 0, short: 0, failed: 0, delivered: 0, deliveredBytes: 0, covered: 0, errors: new Map(), ack: latencyHistogram(), delivery: latencyHistogram() }
     tallies.push(tally)
     return tally
   }
@@ -188,6 +196,7 @@ export function createMessageLoad (): MessageLoad {
         await drain(warmup, step.receivers, step.drainSeconds)
       }
       const tally = newTally(step.frame ?? 'message')
+      const loopDelay = step.eventLoopDelay === true ? await server.eventLoopDelay?.() : undefined
       const usage = await startUsage(server)
       const started = performance.now()
       let last = { at: started, sent: 0, acked: 0, delivered: 0 }
@@ -208,6 +217,7 @@ export function createMessageLoad (): MessageLoad {
         clearInterval(ticker)
       }
       const used = await usage.end()
+      const eventLoopDelay = await loopDelay?.end()
       const notes = [...used.notes]
       let generatorBound = used.generatorBound
       if (sendSeconds > step.seconds * 1.05) {
@@ -230,6 +240,8 @@ export function createMessageLoad (): MessageLoad {
         ack: percentiles(tally.ack),
         messagesPerSecond: round(tally.acked / sendSeconds),
         ...(step.receivers > 0 ? { deliveriesPerSecond: round(tally.delivered / sendSeconds) } : {}),
+        ...(tally.deliveredBytes > 0 ? { frameBytes: round(tally.deliveredBytes / tally.delivered) } : {}),
+        ...(eventLoopDelay === undefined ? {} : { eventLoopDelay }),
         // A read's receipts are part of its cost, not a fan-out to weigh per frame.
         ...(step.receivers > 0 && tally.frame === 'message' && tally.delivered > 0 ? { cpuUsPerDelivery: round(1e6 * used.serverCpuSeconds / tally.delivered) } : {}),
         cpuUsPerMessage: perMessage,

@@ -14,8 +14,8 @@ export interface SocketEvents {
    * only) says where the message was stored, or where the read position now is.
    */
   acked (socket: LoadSocket, n: number, now: number, ack?: { readonly room: string, readonly seq: number }): void
-  /** A `message` from another socket, whose body started with `<sent at>|<step>|`. */
-  delivered (sentAt: number, step: number, now: number): void
+  /** A `message` from another socket, whose body started with `<sent at>|<step>|`; `bytes`: the frame's size. */
+  delivered (sentAt: number, step: number, now: number, bytes: number): void
   /**
    * Our frames only, instead of `delivered`: each `message` parsed in full, for scenarios that check
    * every receiver's seqs (the cluster's). A JSON.parse per frame: too slow for the fan-out's rates.
@@ -76,7 +76,8 @@ function readStamp (text: string, events: SocketEvents, now: number): void {
   const start = text.indexOf(BODY) + BODY.length
   const first = text.indexOf('|', start)
   const second = text.indexOf('|', first + 1)
-  events.delivered(Number(text.slice(start, first)), Number(text.slice(first + 1, second)), now)
+  // Every frame is ASCII here (the bench's bodies and names), so its length is its size in bytes.
+  events.delivered(Number(text.slice(start, first)), Number(text.slice(first + 1, second)), now, text.length)
 }
 
 /** Opens a socket as `user` and waits until the server has accepted it (welcome, or Socket.IO connect). */

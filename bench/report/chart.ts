@@ -12,8 +12,9 @@ const SERVER_COLOURS: Readonly<Record<ServerName, string>> = {
   'chat-cluster': '#17becf',
   'uws-raw': '#2ca02c',
   socketio: '#d62728',
-  'socketio-insert': '#ff7f0e',
-  'chat-fastify-listener': '#9467bd'
+  'uws-pg-insert': '#ff7f0e',
+  'chat-fastify-listener': '#9467bd',
+  'http-pg-history': '#8c564b'
 }
 
 const WIDTH = 1000
@@ -99,7 +100,9 @@ function buildPanels (rows: readonly ResultRow[]): Panel[] {
     figurePanel('server CPU per read', 'user + system CPU of the server process per answered read, its receipt included', 'µs', 'log', of('reads'), (row) => row.cpuUsPerMessage),
     figurePanel('memory per socket', 'server RSS growth per socket', 'KB', 'linear', of('memory'), (row) => row.rssKbPerSocket),
     figurePanel('connect: upgrade rate', 'WebSocket upgrades per second', 'upgrades/s', 'linear', of('connect'), (row) => row.upgradesPerSecond),
+    figurePanel('connect: server CPU per upgrade', 'user + system CPU of the server process per accepted upgrade', 'µs', 'linear', of('connect'), (row) => row.cpuUsPerUpgrade),
     figurePanel('REST: request rate', 'requests per second', 'requests/s', 'linear', of('rest'), (row) => row.requestsPerSecond),
+    figurePanel('REST: server CPU per request', 'user + system CPU of the server process per request', 'µs', 'log', of('rest'), (row) => row.cpuUsPerRequest),
     latencyPanel('cluster: delivery latency by receiver', 'send on node 1 → message at receivers on node 1 and on the other nodes', of('cluster-latency'), (row) => row.delivery),
     figurePanel('cluster: server CPU per delivered frame', 'user + system CPU of every node, summed, one room', 'µs', 'linear', of('cluster-cpu'), (row) => row.cpuUsPerDelivery)
   ]

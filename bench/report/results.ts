@@ -2,7 +2,7 @@
 // table, the chart and the smoke test.
 
 /** The servers a run measures: ours, and the peers in bench/peers/. */
-export const SERVERS = ['chat', 'chat-cluster', 'uws-raw', 'socketio', 'socketio-insert', 'chat-fastify-listener'] as const
+export const SERVERS = ['chat', 'chat-cluster', 'uws-raw', 'socketio', 'uws-pg-insert', 'chat-fastify-listener', 'http-pg-history'] as const
 export type ServerName = typeof SERVERS[number]
 
 export const SERVER_LABELS: Readonly<Record<ServerName, string>> = {
@@ -10,9 +10,13 @@ export const SERVER_LABELS: Readonly<Record<ServerName, string>> = {
   'chat-cluster': 'this server, nodes on Redis',
   'uws-raw': 'raw uWS pub/sub',
   socketio: 'Socket.IO 4',
-  'socketio-insert': 'Socket.IO 4 + INSERT per message',
-  'chat-fastify-listener': 'same Fastify app, own listener'
+  'uws-pg-insert': 'hand-written uWS + INSERT per message',
+  'chat-fastify-listener': 'same Fastify app, own listener',
+  'http-pg-history': 'hand-written node:http + pg'
 }
+
+/** The servers one process serves sockets for: not the REST-only ones, not the cluster (which starts its own). */
+export type WebSocketServerName = Exclude<ServerName, 'chat-fastify-listener' | 'chat-cluster' | 'http-pg-history'>
 
 /** The scenarios a run can select (`--only`). */
 export type ScenarioName = 'fanout' | 'small-rooms' | 'ingest' | 'reads' | 'memory' | 'connect' | 'rest' | 'cluster'
@@ -78,6 +82,13 @@ export interface ResultRow {
   readonly delivery?: Percentiles
   /** Send → `ack` at the sender (stored and acked where the server stores). */
   readonly ack?: Percentiles
+  /**
+   * The server's event-loop delay over the step (ours only: `perf_hooks.monitorEventLoopDelay` in
+   * bench/ws-server.ts, 10 ms resolution): how late its timers ran, what every socket waits on.
+   */
+  readonly eventLoopDelay?: Percentiles
+  /** Mean size of a delivered `message` frame in bytes (our frames only), so CPU per frame compares like with like. */
+  readonly frameBytes?: number
   /** HTTP request latency (REST). */
   readonly request?: Percentiles
   readonly messagesPerSecond?: number
@@ -90,6 +101,8 @@ export interface ResultRow {
   readonly cpuUsPerMessage?: number
   /** Database backends' CPU per stored message (real Postgres only), in microseconds. */
   readonly databaseCpuUsPerMessage?: number
+  /** Database backends' CPU per request (REST, real Postgres only), in microseconds. */
+  readonly databaseCpuUsPerRequest?: number
   /** A cluster's Redis CPU per acked message, in microseconds. */
   readonly redisCpuUsPerMessage?: number
   /** Server processes whose CPU the row sums (a cluster's nodes). */

@@ -30,6 +30,7 @@ const delivery: readonly Column[] = [
   ['msgs/s in', (row) => whole(row.offered)],
   ['deliveries/s', (row) => whole(row.deliveriesPerSecond)],
   ['delivery p50 / p99 ms', (row) => p50p99(row.delivery)],
+  ['frame bytes', (row) => whole(row.frameBytes)],
   ['server CPU µs / delivery', (row) => num(row.cpuUsPerDelivery)],
   ['vs raw uWS', versusRaw],
   ['server CPU %', (row) => whole(row.serverCpuPercent)],
@@ -53,6 +54,7 @@ const COLUMNS: Readonly<Record<RowScenario, readonly Column[]>> = {
     ['msgs/s in', (row) => whole(row.offered)],
     ['stored + acked /s', (row) => whole(row.messagesPerSecond)],
     ['ack p50 / p99 ms', (row) => p50p99(row.ack)],
+    ['event-loop delay p50 / p99 ms', (row) => p50p99(row.eventLoopDelay)],
     ['server CPU µs / msg', (row) => num(row.cpuUsPerMessage)],
     ['Postgres CPU µs / msg', (row) => num(row.databaseCpuUsPerMessage)],
     ['server CPU %', (row) => whole(row.serverCpuPercent)],
@@ -93,6 +95,7 @@ const COLUMNS: Readonly<Record<RowScenario, readonly Column[]>> = {
     ['req/s', (row) => whole(row.requestsPerSecond)],
     ['p50 / p99 ms', (row) => p50p99(row.request)],
     ['server CPU µs / req', (row) => num(row.cpuUsPerRequest)],
+    ['Postgres CPU µs / req', (row) => num(row.databaseCpuUsPerRequest)],
     ['generator CPU %', (row) => whole(row.generatorCpuPercent)],
     ['flags', flags]
   ],
@@ -172,6 +175,6 @@ export function renderTables (run: BenchRun): string {
   return [
     ...sections,
     ...(run.skipped.length > 0 ? [run.skipped.map((skip) => `- not run: ${skip.scenario}${skip.server === undefined ? '' : ` on ${SERVER_LABELS[skip.server]}`}: ${skip.reason}`).join('\n')] : []),
-    ['### Targets', '', '| target | measured | |', '| --- | --- | --- |', ...targets].join('\n')
+    [`### Targets (${run.profile} profile, ${run.database} database)`, '', '| target | measured | |', '| --- | --- | --- |', ...targets].join('\n')
   ].join('\n\n')
 }

@@ -1,5 +1,6 @@
-// Idle memory per socket: N authenticated sockets (15,000 in the full profile; the process file
-// limit here is 20,000), each joined to a room of 10, then quiet. The server's RSS is read before
+// Idle memory per socket: N authenticated sockets (19,000 in the quick and full profiles, the
+// issue's count; the process file limit here is 20,000, and the generator and the server each hold
+// one descriptor per socket), each joined to a room of 10, then quiet. The server's RSS is read before
 // the first socket and with all of them joined, each time after a few seconds of quiet and a full
 // GC (bench servers run with --expose-gc and collect on SIGUSR2), as the median of several samples.
 // The runner gives this scenario each server first, before any other load has grown its heap.

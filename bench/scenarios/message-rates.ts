@@ -17,6 +17,8 @@ export interface MessageRates {
   readonly receivers: number
   /** What the sockets send: messages (the default), or `read` frames (see MessageStep). */
   readonly frame?: 'message' | 'read'
+  /** Measure the server's event-loop delay in each step (ours only). */
+  readonly eventLoopDelay?: boolean
   /** After this step no higher rate is tried on this server. */
   readonly past: (row: ResultRow) => boolean
 }
@@ -41,6 +43,7 @@ export async function runMessageRates (context: ScenarioContext, server: BenchSe
         seconds: profile.stepSeconds,
         receivers: plan.receivers,
         frame: plan.frame ?? 'message',
+        eventLoopDelay: plan.eventLoopDelay ?? false,
         warmupSeconds: i === 0 ? profile.warmupSeconds : 0,
         drainSeconds: profile.drainSeconds
       }, (line) => { context.progress(`${name}: ${line}`) })

@@ -2,7 +2,7 @@
 // The runner starts each WebSocket server once and runs every scenario that measures it in turn
 // (bench/run.ts), so a run pays each server's start-up once.
 import type { Profile } from '../profiles.js'
-import type { ResultRow, ScenarioName, ServerName } from '../report/results.js'
+import type { ResultRow, ScenarioName, WebSocketServerName } from '../report/results.js'
 import { eachLimited, type BenchServer } from '../server-process.js'
 import { openSocket, type LoadSocket, type SocketEvents } from '../load/socket-client.js'
 
@@ -17,8 +17,6 @@ export interface ScenarioContext {
   readonly record: (row: ResultRow) => void
 }
 
-/** The servers one process serves sockets for: not the REST-only listener, not the cluster (which starts its own). */
-export type WebSocketServerName = Exclude<ServerName, 'chat-fastify-listener' | 'chat-cluster'>
 
 /** A scenario over WebSocket servers: run once per server it lists, on a server already started. */
 export interface SocketScenario {
