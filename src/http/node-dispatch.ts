@@ -77,7 +77,7 @@ class CollectingResponse extends EventEmitter {
   writableFinished = false
   destroyed = false
   readonly #headers = new Map<string, HeaderValue>()
-  readonly #chunks: Buffer[] = []
+  readonly #chunks: Array<Buffer | string> = []
   readonly #resolve: (response: BridgedResponse) => void
   readonly #reject: (error: Error) => void
 
@@ -112,7 +112,8 @@ class CollectingResponse extends EventEmitter {
 
   write (chunk: string | Uint8Array, encoding?: BufferEncoding | (() => void), callback?: () => void): boolean {
     this.headersSent = true
-    this.#chunks.push(typeof chunk === 'string' ? Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8') : Buffer.from(chunk))
+    if (typeof chunk !== 'string') this.#chunks.push(Buffer.from(chunk))
+    else this.#chunks.push(typeof encoding === 'string' && encoding !== 'utf8' && encoding !== 'utf-8' ? Buffer.from(chunk, encoding) : chunk)
     const done = typeof encoding === 'function' ? encoding : callback
     if (done !== undefined) process.nextTick(done)
     return true
@@ -125,7 +126,10 @@ class CollectingResponse extends EventEmitter {
     this.headersSent = true
     const headers: Record<string, string | string[] | number> = {}
     for (const [name, value] of this.#headers) headers[name] = typeof value === 'object' ? [...value] : value
-    this.#resolve({ statusCode: this.statusCode, headers, body: Buffer.concat(this.#chunks) })
+    // One chunk (what Fastify writes) is handed over as it is; several are joined as bytes.
+    const [only] = this.#chunks
+    const body = this.#chunks.length === 1 && only !== undefined ? only : Buffer.concat(this.#chunks.map((c) => typeof c === 'string' ? Buffer.from(c) : c))
+    this.#resolve({ statusCode: this.statusCode, headers, body })
     const done = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback
     // 'finish' then 'close', after the caller's stack unwinds, as a real response does; onResponse hooks run on them.
     process.nextTick(() => {

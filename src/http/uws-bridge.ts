@@ -14,7 +14,8 @@ export interface BridgedRequest {
 export interface BridgedResponse {
   readonly statusCode: number
   readonly headers: Readonly<Record<string, string | string[] | number | undefined>>
-  readonly body: Buffer
+  /** A string when the app sent one string (JSON, mostly): uWS encodes it as UTF-8 itself, without a copy in between. */
+  readonly body: Buffer | string
 }
 
 /** Serves one request; the REST app behind it (Fastify) never sees uWS. */
