@@ -110,9 +110,9 @@ t.test('Postgres unreachable: messages are refused with unavailable and stored e
   t.strictSame((await drainUntilPong(b)).filter((f) => f.type === 'message').map((f) => f.clientMsgId), ['pre-1', 'pre-2'], 'bob saw them live')
 
   proxy.cut()
-  // Let the server's pool see its connections close first. A write that an idle writer starts at
-  // once on a connection whose end has not been read yet is sent into a dead socket: that outcome
-  // is uncertain, and rightly waits for the database instead (the in-flight test below).
+  // Let the server's pool see its connections close first. A write started on a connection whose
+  // end has not been read yet is sent into a dead socket: that outcome is uncertain, and rightly
+  // waits for the database instead (the in-flight test below).
   await delay(100)
   const down = ['down-1', 'down-2', 'down-3', 'down-4', 'down-5']
   const started = performance.now()
