@@ -42,7 +42,7 @@ export const EnvSchema = Type.Object({
   WS_BURST: Int(1, 1_000_000, 100, 'frames one socket may send at once above WS_RATE'),
   WS_MAX_BACKPRESSURE: Int(65_536, 67_108_864, 1_048_576, 'bytes queued for one socket before it is closed as too slow'),
   WRITE_MAX_BATCH: Int(1, 5000, 500, 'messages per group commit'),
-  WRITE_MAX_DELAY_MS: Int(0, 1000, 2, 'milliseconds an idle writer waits for more messages (0: it writes in the next event-loop turn)'),
+  WRITE_MAX_DELAY_MS: Int(0, 1000, 0, 'milliseconds an idle writer waits for more messages (0: it writes in the next event-loop turn)'),
   WRITE_CONCURRENCY: Int(1, 32, 1, 'group commits in flight at once on DATABASE_URL, rooms partitioned among them (at most DB_POOL_SIZE - 1; the embedded database: always 1)'),
   WRITE_QUEUE_LIMIT: Int(1, 1_000_000, 10_000, 'messages waiting to be written before `unavailable`')
 })

@@ -240,7 +240,7 @@ t.test('WRITE_CONCURRENCY: one group commit in flight unless asked, at most DB_P
   t.equal(concurrency({ DATABASE_URL: url, WRITE_CONCURRENCY: '8', DB_POOL_SIZE: '4' }), 3, 'one connection is left for REST and replays')
   t.equal(concurrency({ DATABASE_URL: url, WRITE_CONCURRENCY: '2', DB_POOL_SIZE: '1' }), 1, 'a pool of one still writes')
   t.equal(concurrency({ WRITE_CONCURRENCY: '8' }), 1, 'embedded: one')
-  t.equal(loadConfig({ JWT_SECRET: SECRET, DATA_DIR: dir }).writer.maxDelayMs, 2, 'an idle writer waits 2 ms for company by default')
+  t.equal(loadConfig({ JWT_SECRET: SECRET, DATA_DIR: dir }).writer.maxDelayMs, 0, 'an idle writer writes in the next turn by default')
   t.equal(problemsOf(t, { DATABASE_URL: url, WRITE_CONCURRENCY: '0' }).length, 1, 'at least one')
   t.equal(problemsOf(t, { DATABASE_URL: url, WRITE_CONCURRENCY: '33' }).length, 1, 'at most 32')
 })
