@@ -25,8 +25,9 @@ function hash (key: string): number {
  */
 export function createPartitionedWriter<In, Out> (options: PartitionedWriterOptions<In, Out>): BatchWriter<In, Out> {
   const { lanes, keyOf, queueLimit } = options
-  const only = lanes.length === 1 ? lanes[0] : undefined
   if (lanes.length === 0) throw new Error('a partitioned writer needs at least one lane')
+  // One lane (the default): its own queue limit applies, and nothing is hashed.
+  const only = lanes.length === 1 ? lanes[0] : undefined
   let refused = 0
   const queued = (): number => lanes.reduce((sum, lane) => sum + lane.stats().queued, 0)
   return {
