@@ -33,7 +33,6 @@ export interface SocketState extends RateState {
   readonly rooms: Map<string, 'joined' | Joining>
   /** False from the close handler on: a closed uWS socket throws on any call. */
   open: boolean
-  expiry: NodeJS.Timeout | undefined
   /** Set while a replay waits for the socket's send buffer to drain. */
   onDrain: (() => void) | undefined
   /** Rooms this socket is typing in; created on its first `typing`, so idle sockets carry no map. */

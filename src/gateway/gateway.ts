@@ -5,6 +5,7 @@ import { authenticateUpgrade, checkToken, type UserCheck, type UserStatus, type 
 import type { Outbox, OutboxStats } from '../fanout/outbox.js'
 import type { Socket, SocketState } from '../fanout/socket-state.js'
 import type { Membership } from './membership.js'
+import { createExpiries } from './expiries.js'
 import { createFrameLimit } from './rate-limit.js'
 import { debugging, type Log } from '../logger.js'
 import type { MessagePipeline } from '../pipeline/pipeline.js'
@@ -68,8 +69,6 @@ const UWS_MAX_PAYLOAD = 1024 * 1024
 const INVALID_FRAME_COST = 10
 /** Refused frames in a row before a flooding socket is closed with 1008. */
 const MAX_STRIKES = 10
-/** setTimeout's longest delay; a token living longer is re-checked when it fires. */
-const MAX_TIMER_MS = 2_147_483_647
 /** How an upgrade is refused: why (for metrics and the log), HTTP status, then the body's error code and message. */
 type Refusal = readonly [reason: UpgradeRefusal, status: string, code: SocketErrorCode, message: string]
 /** Refusals of a good token whose user cannot be confirmed (the `auth` frame sends the same code and message). */
@@ -86,7 +85,8 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
   const { log } = options
   /** Open sockets, and when each opened (ms), for the close log line. */
   const sockets = new Map<Socket, number>()
-  const byUser = new Map<string, Set<Socket>>()
+  /** Each user's sockets here: most users have one, kept without a set of its own. */
+  const byUser = new Map<string, Socket | Set<Socket>>()
   let accepted = 0
   let rateLimited = 0
   const closed: Record<string, number> = { other: 0 }
@@ -95,15 +95,17 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
   let accepting = true
   let allClosed: (() => void) | null = null
 
-  const armExpiry = (ws: Socket): void => {
+  /** Sockets by when their token expires (`SocketState.expiresAt`): closed with 1008 then. */
+  const expiries = createExpiries<Socket>((ws) => {
     const state = ws.getUserData()
-    const left = state.expiresAt - Date.now()
-    if (left <= 0) {
-      state.open = false
-      ws.end(CloseCode.policy, 'token expired')
-      return
-    }
-    state.expiry = setTimeout(() => { if (state.open) armExpiry(ws) }, Math.min(left, MAX_TIMER_MS)).unref()
+    if (!state.open) return
+    state.open = false
+    ws.end(CloseCode.policy, 'token expired')
+  })
+
+  const ownSockets = (userId: string): Iterable<Socket> => {
+    const own = byUser.get(userId)
+    return own === undefined ? [] : own instanceof Set ? own : [own]
   }
 
   /** API.md `auth`: a token for the socket's own user moves its expiry to the later of the two. */
@@ -122,9 +124,9 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       return
     }
     if (checked.expiresAt > state.expiresAt) {
+      expiries.delete(ws, state.expiresAt)
       state.expiresAt = checked.expiresAt
-      clearTimeout(state.expiry)
-      armExpiry(ws)
+      expiries.add(ws, state.expiresAt)
     }
     const expiresAt = new Date(state.expiresAt).toISOString()
     outbox.send(ws, frame.ref === undefined ? { type: 'authed', expiresAt } : { type: 'authed', expiresAt, ref: frame.ref })
@@ -254,7 +256,6 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
           expiresAt: auth.expiresAt,
           rooms: new Map(),
           open: true,
-          expiry: undefined,
           onDrain: undefined,
           typing: undefined,
           ...limit.initial(Date.now())
@@ -272,12 +273,13 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
       accepted++
       const { user } = ws.getUserData()
       log.debug({ userId: user.id }, 'socket opened')
-      let own = byUser.get(user.id)
-      if (own === undefined) byUser.set(user.id, own = new Set())
-      own.add(ws)
+      const own = byUser.get(user.id)
+      if (own === undefined) byUser.set(user.id, ws)
+      else if (own instanceof Set) own.add(ws)
+      else byUser.set(user.id, new Set([own, ws]))
       presence.connected(user)
       outbox.send(ws, { type: 'welcome', user: { id: user.id, username: user.username }, heartbeat: options.heartbeatSeconds, expiresAt: new Date(ws.getUserData().expiresAt).toISOString() })
-      armExpiry(ws)
+      expiries.add(ws, ws.getUserData().expiresAt)
     },
 
     message (ws, data, isBinary) {
@@ -326,14 +328,13 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
     close (ws, code) {
       const state = ws.getUserData()
       state.open = false
-      clearTimeout(state.expiry)
+      expiries.delete(ws, state.expiresAt)
       const label = COUNTED_CLOSE_CODES.includes(code) ? String(code) : 'other'
       closed[label] = (closed[label] ?? 0) + 1
       if (debugging(log)) log.debug({ userId: state.user.id, code, seconds: (Date.now() - (sockets.get(ws) ?? Date.now())) / 1000 }, 'socket closed')
       sockets.delete(ws)
       const own = byUser.get(state.user.id)
-      own?.delete(ws)
-      if (own?.size === 0) byUser.delete(state.user.id)
+      if (own === ws || (own instanceof Set && own.delete(ws) && own.size === 0)) byUser.delete(state.user.id)
       outbox.forget(ws)
       membership.closed(ws)
       presence.disconnected(state.user)
@@ -344,7 +345,7 @@ export function createGateway (options: GatewayOptions, deps: GatewayDeps): Gate
   return {
     behavior,
     revoke (roomId, userId) {
-      for (const ws of byUser.get(userId) ?? []) membership.revoke(ws, roomId)
+      for (const ws of ownSockets(userId)) membership.revoke(ws, roomId)
     },
     stopAccepting () {
       accepting = false

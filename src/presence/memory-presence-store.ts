@@ -42,8 +42,8 @@ const NOTHING: TouchChanges = { online: [], offline: [] }
 export function createMemoryPresence (options: MemoryPresenceOptions): MemoryPresence {
   const now = options.now ?? Date.now
   const nodes = new Map<string, NodeState>()
-  /** Claim key → ids of the nodes holding it (only nodes present in `nodes`). */
-  const holders = new Map<string, Set<string>>()
+  /** Claim key → id of the node holding it, or ids of the nodes (only nodes present in `nodes`): most claims have one holder, kept without a set. */
+  const holders = new Map<string, string | Set<string>>()
   /** Scope → user id → username, for every claim some node holds. */
   const scopes = new Map<string, Map<string, string>>()
   /** When a node last renewed its lease, and when renewals resumed after a silence of half a lease or more. */
@@ -51,30 +51,43 @@ export function createMemoryPresence (options: MemoryPresenceOptions): MemoryPre
   let heardSince = -Infinity
 
   const live = (nodeId: string): boolean => (nodes.get(nodeId)?.expiresAt ?? 0) > now()
-  const heldLive = (key: string): boolean => [...holders.get(key) ?? []].some(live)
+  const holdersOf = (key: string): Iterable<string> => {
+    const held = holders.get(key)
+    return held === undefined ? [] : typeof held === 'string' ? [held] : held
+  }
+  const heldLive = (key: string): boolean => [...holdersOf(key)].some(live)
+
+  const addHolder = (key: string, nodeId: string): void => {
+    const held = holders.get(key)
+    if (held === undefined || held === nodeId) holders.set(key, nodeId)
+    else if (typeof held === 'string') holders.set(key, new Set([held, nodeId]))
+    else held.add(nodeId)
+  }
+  const removeHolder = (key: string, nodeId: string): void => {
+    const held = holders.get(key)
+    if (held === nodeId || (typeof held === 'object' && held.delete(nodeId) && held.size === 0)) holders.delete(key)
+  }
 
   /** Drops the claims on `key` of nodes whose lease ran out; returns how many nodes (all live) still hold it. */
   const prune = (key: string): number => {
-    const set = holders.get(key)
-    if (set === undefined) return 0
-    for (const nodeId of set) {
-      if (live(nodeId)) continue
-      set.delete(nodeId)
+    let holding = 0
+    for (const nodeId of [...holdersOf(key)]) {
+      if (live(nodeId)) {
+        holding++
+        continue
+      }
+      removeHolder(key, nodeId)
       nodes.get(nodeId)?.claims.delete(key)
     }
-    if (set.size === 0) holders.delete(key)
-    return set.size
+    return holding
   }
 
   /** Adds the node's claim; true if no live node held it before. */
-  const add = (nodeId: string, node: NodeState, claim: Claim): boolean => {
-    const key = keyOf(claim.scope, claim.userId)
+  const add = (nodeId: string, node: NodeState, key: string, claim: Claim): boolean => {
     const held = node.claims.has(key)
     const holding = prune(key)
     node.claims.set(key, claim)
-    let set = holders.get(key)
-    if (set === undefined) holders.set(key, set = new Set())
-    set.add(nodeId)
+    addHolder(key, nodeId)
     let scope = scopes.get(claim.scope)
     if (scope === undefined) scopes.set(claim.scope, scope = new Map<string, string>())
     scope.set(claim.userId, claim.username)
@@ -86,7 +99,7 @@ export function createMemoryPresence (options: MemoryPresenceOptions): MemoryPre
     const claim = node.claims.get(key)
     if (claim === undefined) return null
     node.claims.delete(key)
-    holders.get(key)?.delete(nodeId)
+    removeHolder(key, nodeId)
     if (prune(key) > 0) return null
     const scope = scopes.get(claim.scope)
     scope?.delete(claim.userId)
@@ -117,8 +130,10 @@ export function createMemoryPresence (options: MemoryPresenceOptions): MemoryPre
     }
     const claim = (scope: string, user: OnlineUser): boolean => {
       const made: Claim = { scope, userId: user.userId, username: user.username }
-      mine.set(keyOf(scope, user.userId), made)
-      return report((node) => add(nodeId, node, made))
+      // One key string for both maps: a claim exists once per socket's user and room.
+      const key = keyOf(scope, user.userId)
+      mine.set(key, made)
+      return report((node) => add(nodeId, node, key, made))
     }
     const unclaim = (scope: string, userId: string): boolean => {
       const key = keyOf(scope, userId)
@@ -148,7 +163,7 @@ export function createMemoryPresence (options: MemoryPresenceOptions): MemoryPre
         // claims others dropped (the lease ran out) are missing, and nothing is to be removed.
         const online: PresenceChange[] = []
         for (const [key, made] of mine) {
-          if (!node.claims.has(key) && add(nodeId, node, made)) online.push(changeOf(made))
+          if (!node.claims.has(key) && add(nodeId, node, key, made)) online.push(changeOf(made))
         }
         return { online, offline: [] }
       },

@@ -37,7 +37,6 @@ export function createFakeUws (): FakeUws {
         expiresAt: Number.MAX_SAFE_INTEGER,
         rooms: new Map(),
         open: true,
-        expiry: undefined,
         onDrain: undefined,
         typing: undefined,
         tokens: 0,
